@@ -1,0 +1,49 @@
+"""Hydra configuration: compose configs from the repository's ``configs/`` tree.
+
+``configs/{planner,task,robot,randomization,...}`` are Hydra groups. Commands call
+:func:`compose` with the user's ``key=value`` overrides, so the command line follows Hydra habits
+without each command owning a ``@hydra.main``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def config_dir() -> Path:
+    """``$WM_PLANNING_CONFIGS`` if set, else ``configs/`` beside the package."""
+    env = os.environ.get("WM_PLANNING_CONFIGS")
+    path = Path(env) if env else REPO_ROOT / "configs"
+    if not path.is_dir():
+        raise FileNotFoundError(f"config directory {path} not found (set WM_PLANNING_CONFIGS)")
+    return path
+
+
+def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` with Hydra overrides (``group=option``, ``a.b=1``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides or []))
+
+
+def load_group(group: str, option: str) -> dict[str, Any]:
+    """Read one option of a config group (e.g. ``planner/mppi.yaml``) as a plain dict."""
+    path = config_dir() / group / f"{option}.yaml"
+    if not path.is_file():
+        options = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+        raise FileNotFoundError(f"no {group} config {option!r}; available: {options}")
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping")
+    return {str(k): v for k, v in data.items()}
