@@ -87,6 +87,25 @@ class Env(ABC):
         return np.clip(a, self.spec.action_low, self.spec.action_high)
 
 
+class MujocoEnv(Env):
+    """An env simulated by MuJoCo. Exposes the raw ``mujoco.MjModel``/``MjData`` so that exact
+    dynamics planning (``models.mujoco_dynamics``) and domain randomization
+    (``envs.randomization``) work on any of them without knowing the task."""
+
+    #: physics steps per env step (action repeat x substeps); randomization may change it
+    n_substeps: int = 1
+
+    @property
+    @abstractmethod
+    def model(self) -> Any:
+        """The ``mujoco.MjModel`` being simulated (mutable: randomization edits it in place)."""
+
+    @property
+    @abstractmethod
+    def data(self) -> Any:
+        """The ``mujoco.MjData`` of the running simulation."""
+
+
 # -- registry -------------------------------------------------------------------------------------
 EnvFactory = Callable[..., Env]
 _REGISTRY: dict[str, EnvFactory] = {}
