@@ -1,0 +1,146 @@
+"""Cost seam: a cost turns a model's :class:`~wm_planning.models.base.Rollout` into ``B`` costs.
+
+``make_objective(model, state, cost)`` closes over an encoded state and gives the planners their
+``B×H×A -> B`` objective, so any model pairs with any planner and with any cost whose
+``requires`` its rollouts provide.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from wm_planning.models.base import Rollout, WorldModel
+
+_REGISTRY: dict[str, type[Cost]] = {}
+
+
+def register(name: str) -> Callable[[type[Cost]], type[Cost]]:
+    def deco(cls: type[Cost]) -> type[Cost]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"cost {name!r} already registered")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make(name: str, **kwargs: Any) -> Cost:
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown cost {name!r}; available: {', '.join(available())}") from None
+    return cls(**kwargs)
+
+
+class Cost(ABC):
+    name: ClassVar[str] = ""
+    #: Rollout fields this cost reads
+    requires: ClassVar[frozenset[str]] = frozenset()
+
+    def needs(self) -> frozenset[str]:
+        """Rollout fields this cost instance reads (wrappers add their base's)."""
+        return self.requires
+
+    @abstractmethod
+    def __call__(self, rollout: Rollout) -> Tensor:
+        """``B`` costs, lower is better."""
+
+
+def _discounts(horizon: int, discount: float, like: Tensor) -> Tensor:
+    return discount ** torch.arange(horizon, device=like.device, dtype=like.dtype)
+
+
+@register("reward")
+@dataclass
+class RewardCost(Cost):
+    """``-(Σ_t γ^t r_t + value_weight · γ^H V(z_H))``: reward model plus optional value bootstrap."""
+
+    discount: float = 1.0
+    value_weight: float = 0.0
+    requires: ClassVar[frozenset[str]] = frozenset({"rewards"})
+
+    def __call__(self, rollout: Rollout) -> Tensor:
+        rewards = rollout.get("rewards")  # B×H
+        horizon = rewards.shape[1]
+        ret = (rewards * _discounts(horizon, self.discount, rewards)).sum(1)
+        if self.value_weight:
+            ret = ret + self.value_weight * self.discount**horizon * rollout.get("terminal_value")
+        return -ret
+
+
+@register("goal_latent")
+@dataclass
+class GoalLatentCost(Cost):
+    """Squared distance of predicted latents to a goal latent ``D`` (final step, or every step
+    with later steps weighted more when ``every_step``)."""
+
+    goal: Tensor
+    every_step: bool = False
+    requires: ClassVar[frozenset[str]] = frozenset({"latents"})
+
+    def __call__(self, rollout: Rollout) -> Tensor:
+        z = rollout.get("latents")  # B×H×D
+        d = (z - self.goal.to(z).reshape(1, 1, -1)).pow(2).mean(-1)  # B×H
+        if not self.every_step:
+            return d[:, -1]
+        w = torch.arange(1, d.shape[1] + 1, device=d.device, dtype=d.dtype)
+        return (d * w).sum(1) / w.sum()
+
+
+@register("goal_pixels")
+@dataclass
+class GoalPixelCost(Cost):
+    """Mean squared pixel distance of the final predicted frame to a goal image ``C×h×w``."""
+
+    goal: Tensor
+    requires: ClassVar[frozenset[str]] = frozenset({"frames"})
+
+    def __call__(self, rollout: Rollout) -> Tensor:
+        frames = rollout.get("frames")  # B×H×C×h×w
+        goal = self.goal.to(frames)
+        if goal.shape != frames.shape[2:]:
+            raise ValueError(
+                f"goal image {tuple(goal.shape)} does not match predicted frames {tuple(frames.shape[2:])}"
+            )
+        return (frames[:, -1] - goal).pow(2).flatten(1).mean(1)
+
+
+@register("uncertainty_penalty")
+@dataclass
+class UncertaintyPenalty(Cost):
+    """Wraps a cost and adds ``weight · Σ_t uncertainty_t`` (pessimism against model error)."""
+
+    base: Cost
+    weight: float = 1.0
+
+    def needs(self) -> frozenset[str]:
+        return self.base.needs() | {"uncertainty"}
+
+    def __call__(self, rollout: Rollout) -> Tensor:
+        return self.base(rollout) + self.weight * rollout.get("uncertainty").sum(1)
+
+
+def make_objective(model: WorldModel, state: Any, cost: Cost) -> Callable[[Tensor], Tensor]:
+    """The planners' objective ``actions B×H×A -> B``: ``cost(model.rollout(state, actions))``."""
+    missing = cost.needs() - model.provides if model.provides else frozenset()
+    if missing:
+        raise ValueError(
+            f"{type(model).__name__} does not predict {sorted(missing)}, which the "
+            f"{type(cost).__name__} needs; it provides {sorted(model.provides)}"
+        )
+
+    def objective(actions: Tensor) -> Tensor:
+        return cost(model.rollout(state, actions))
+
+    return objective
