@@ -73,4 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Re-enter through the package module: as ``__main__`` this file is a second copy whose
+    # registry the command modules (importing ``wm_planning.cli``) never fill.
+    from wm_planning.cli import main as _main
+
+    raise SystemExit(_main())
