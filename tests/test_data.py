@@ -1,0 +1,170 @@
+"""Dataset format round trip and errors, sequence loader, and `wm-plan collect` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+import pytest
+import torch
+
+from wm_planning.data import Dataset, DatasetError, DatasetWriter, Episode, SequenceLoader
+
+
+def make_episode(t: int, seed: int, offset: float = 0.0) -> Episode:
+    rng = np.random.default_rng(seed)
+    steps = np.arange(t + 1, dtype=np.float32) + offset  # obs encode (episode, step)
+    return Episode(
+        obs={
+            "state": np.stack([steps, rng.normal(size=t + 1).astype(np.float32)], 1),
+            "proprio": steps[:, None].copy(),
+            "pixels": rng.integers(0, 256, (t + 1, 8, 8, 3), dtype=np.uint8),
+        },
+        actions=np.stack([steps[:-1], steps[:-1]], 1),
+        rewards=steps[:-1] * 0.5,
+        success=rng.random(t) > 0.5,
+        terminated=np.zeros(t, bool),
+        truncated=np.arange(t) == t - 1,
+        seed=seed,
+        physics={"mass_scale": rng.uniform(0.9, 1.1, 5), "latency": np.asarray(1)},
+    )
+
+
+def write(path: Path, eps: list[Episode]) -> Dataset:
+    w = DatasetWriter(path, "test-env", {"name": "test-env"}, config={"k": 1})
+    for e in eps:
+        w.add(e)
+    return Dataset(path)
+
+
+def test_round_trip_bit_exact(tmp_path: Path) -> None:
+    eps = [make_episode(7, 0), make_episode(4, 1, 100.0)]
+    ds = write(tmp_path / "d", eps)
+    assert len(ds) == 2
+    assert ds.env_name == "test-env"
+    assert ds.meta["num_steps"] == 11
+    assert ds.meta["config"] == {"k": 1}
+    for a, b in zip(eps, ds, strict=True):
+        for k in a.obs:
+            assert a.obs[k].dtype == b.obs[k].dtype
+            np.testing.assert_array_equal(a.obs[k], b.obs[k])
+        for name in ("actions", "rewards", "success", "terminated", "truncated"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        for k in a.physics:
+            np.testing.assert_array_equal(a.physics[k], b.physics[k])
+        assert a.seed == b.seed
+    with pytest.raises(FileExistsError):
+        DatasetWriter(tmp_path / "d", "test-env", {})
+
+
+def test_version_mismatch(tmp_path: Path) -> None:
+    write(tmp_path / "d", [make_episode(3, 0)])
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    meta["version"] = 999
+    (tmp_path / "d" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError, match="format version 999"):
+        Dataset(tmp_path / "d")
+    with pytest.raises(DatasetError, match=r"meta\.json missing"):
+        Dataset(tmp_path / "nothing")
+
+
+def test_corrupted_files(tmp_path: Path) -> None:
+    ds = write(tmp_path / "d", [make_episode(3, 0)])
+    f = tmp_path / "d" / ds.meta["episodes"][0]["file"]
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match="checksum"):
+        ds.load(0)
+    with pytest.raises(DatasetError, match="corrupted"):
+        Dataset(tmp_path / "d", verify=False).load(0)  # caught by the zip CRC
+    f.write_bytes(bytes(data[:100]))  # truncated
+    with pytest.raises(DatasetError, match="corrupted"):
+        Dataset(tmp_path / "d", verify=False).load(0)
+    (tmp_path / "d" / "meta.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="corrupted"):
+        Dataset(tmp_path / "d")
+
+
+def test_episode_validation() -> None:
+    e = make_episode(3, 0)
+    with pytest.raises(ValueError, match=r"T\+1"):
+        Episode(
+            {"state": np.zeros((3, 2))},
+            e.actions,
+            e.rewards,
+            e.success,
+            e.terminated,
+            e.truncated,
+            0,
+        )
+    with pytest.raises(ValueError, match="rewards"):
+        Episode(e.obs, e.actions, e.rewards[:2], e.success, e.terminated, e.truncated, 0)
+
+
+def test_loader_shapes_and_windows_stay_in_episodes() -> None:
+    eps = [make_episode(t, i, 1000.0 * i) for i, t in enumerate([5, 12, 3, 9])]
+    loader = SequenceLoader(eps, seq_len=4, batch_size=256)
+    assert loader.num_windows == 2 + 9 + 0 + 6
+    b = loader.sample(torch.Generator().manual_seed(0))
+    assert b["obs.state"].shape == (256, 5, 2)
+    assert b["obs.pixels"].shape == (256, 5, 8, 8, 3)
+    assert b["obs.pixels"].dtype == torch.uint8
+    assert b["action"].shape == (256, 4, 2)
+    assert b["reward"].shape == (256, 4)
+    assert b["success"].dtype == torch.bool
+    step = b["obs.proprio"][..., 0]
+    # obs encode 1000*episode + step: consecutive steps of a single episode, never crossing
+    assert torch.all(step[:, 1:] - step[:, :-1] == 1)
+    assert torch.all(step // 1000 == b["episode"][:, None])
+    assert torch.all(step % 1000 == b["start"][:, None] + torch.arange(5))
+    np.testing.assert_array_equal(b["action"][..., 0].numpy(), step[:, :-1].numpy())
+    assert set(b["episode"].tolist()) == {0, 1, 3}  # episode 2 is shorter than L
+    # deterministic per generator state
+    b2 = loader.sample(torch.Generator().manual_seed(0))
+    assert torch.equal(b["episode"], b2["episode"])
+    assert torch.equal(b["start"], b2["start"])
+    with pytest.raises(ValueError, match="seq_len"):
+        SequenceLoader(eps, seq_len=50, batch_size=2)
+
+
+def test_collect_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from wm_planning.cli import main
+
+    out = tmp_path / "reacher"
+    rc = main(
+        [
+            "collect",
+            "task=dmc-reacher-easy",
+            "policy=correlated",
+            "episodes=2",
+            f"out={out}",
+            "pixels=true",
+            "image_size=16",
+            "action_repeat=50",
+            "randomization=light",
+            "seed=3",
+        ]
+    )
+    assert rc == 0
+    assert "env steps/s" in capsys.readouterr().out
+    ds = Dataset(out)
+    assert len(ds) == 2
+    assert ds.meta["spec"]["action_repeat"] == 50
+    ep = ds.load(1)
+    assert len(ep) == 20
+    assert ep.seed == 4
+    assert ep.truncated[-1]
+    assert ep.obs["pixels"].shape == (21, 16, 16, 3)
+    assert ep.physics["seed"] == 4
+    assert ep.physics["mass_scale"].shape == (4,)
+    loader = SequenceLoader(ds, seq_len=8, batch_size=4)
+    assert loader.sample(torch.Generator())["obs.state"].shape == (4, 9, 6)
+    with pytest.raises(ValueError, match="unknown randomization knobs"):
+        main(["collect", f"out={tmp_path / 'x'}", "+randomization.gravity=1"])
+    with pytest.raises(KeyError, match="unknown policy"):
+        main(["collect", f"out={tmp_path / 'y'}", "policy=telepathy", "action_repeat=250"])

@@ -1,0 +1,138 @@
+"""Data-collection policies, registered by name with :func:`register`.
+
+A policy is built as ``cls(env, **options)``; ``reset(seed)`` starts an episode and
+``act(obs) -> action`` returns an ``A`` float array inside the env's action box.
+
+* ``random``: uniform in the box (i.i.d. per step).
+* ``correlated``: a clipped random walk, ``a_t = clip(a_{t-1} + N(0, step·half_range))``, which
+  explores further than i.i.d. noise for position-like actions.
+* ``planner``: MPC with any :mod:`wm_planning.planners` planner over the exact-dynamics model
+  :class:`wm_planning.models.mujoco_dynamics.MujocoDynamics` of the (unwrapped) env; needs an env
+  with the arm-env hooks (``controls``/``features``/``cost``/``split_state``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from wm_planning.envs.base import Env, Obs
+
+_POLICIES: dict[str, type[Policy]] = {}
+
+
+def register(name: str) -> Callable[[type[Policy]], type[Policy]]:
+    def deco(cls: type[Policy]) -> type[Policy]:
+        if name in _POLICIES and _POLICIES[name] is not cls:
+            raise ValueError(f"policy {name!r} already registered")
+        _POLICIES[name] = cls
+        return cls
+
+    return deco
+
+
+def available() -> list[str]:
+    return sorted(_POLICIES)
+
+
+def make(name: str, env: Env, **options: Any) -> Policy:
+    try:
+        cls = _POLICIES[name]
+    except KeyError:
+        raise KeyError(f"unknown policy {name!r}; available: {', '.join(available())}") from None
+    return cls(env, **options)
+
+
+class Policy(ABC):
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.low = np.asarray(env.spec.action_low, dtype=np.float64)
+        self.high = np.asarray(env.spec.action_high, dtype=np.float64)
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng([0x9011C7, seed])
+
+    @abstractmethod
+    def act(self, obs: Obs) -> np.ndarray: ...
+
+
+@register("random")
+class RandomPolicy(Policy):
+    def act(self, obs: Obs) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high)
+
+
+@register("correlated")
+class CorrelatedPolicy(Policy):
+    def __init__(self, env: Env, step: float = 0.2) -> None:
+        super().__init__(env)
+        if not 0 < step <= 2:
+            raise ValueError(f"correlated policy step must be in (0, 2], got {step}")
+        self.step = float(step)
+        self._a = (self.low + self.high) / 2
+
+    def reset(self, seed: int) -> None:
+        super().reset(seed)
+        self._a = self.rng.uniform(self.low, self.high)
+
+    def act(self, obs: Obs) -> np.ndarray:
+        half = (self.high - self.low) / 2
+        self._a = np.clip(
+            self._a + self.rng.normal(0, self.step, self._a.shape) * half, self.low, self.high
+        )
+        return self._a.copy()
+
+
+@register("planner")
+class PlannerPolicy(Policy):
+    """Receding-horizon MPC on the exact dynamics of the env being collected from.
+
+    options: ``planner`` (registered name), ``horizon``, plus that planner's config fields.
+    """
+
+    def __init__(self, env: Env, planner: str = "mppi", horizon: int = 10, **options: Any) -> None:
+        import torch
+
+        from wm_planning import planners
+        from wm_planning.models.mujoco_dynamics import MujocoDynamics
+
+        super().__init__(env)
+        inner = env
+        while hasattr(inner, "env"):  # unwrap RandomizedEnv: same model, so same physics
+            inner = inner.env
+        self.model = MujocoDynamics(inner)
+        self.inner = inner
+        self.planner = planners.make(
+            planner,
+            horizon=int(horizon),
+            action_low=env.spec.action_low,
+            action_high=env.spec.action_high,
+            **options,
+        )
+        self._torch = torch
+        self._gen = torch.Generator()
+        self._mean: Any = None
+        self._carry: dict[str, Any] = {}
+
+    def reset(self, seed: int) -> None:
+        super().reset(seed)
+        self._gen.manual_seed(int(seed))
+        self._mean, self._carry = None, {}
+
+    def act(self, obs: Obs) -> np.ndarray:
+        torch = self._torch
+        state = self.inner.get_state()
+        res = self.planner(
+            self.model.objective(state), self._mean, generator=self._gen, carry=self._carry
+        )
+        plan = res.actions
+        # receding horizon: shift the plan (and any time-indexed carry) by one step
+        self._mean = torch.cat([plan[1:], plan[-1:]], dim=0)
+        self._carry = {
+            k: torch.cat([v[..., 1:, :], v[..., -1:, :]], dim=-2) for k, v in res.carry.items()
+        }
+        return plan[0].detach().cpu().numpy().astype(np.float64)
