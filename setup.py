@@ -13,5 +13,6 @@ setup(
         (f"share/{package_name}/configs", glob("configs/*.yaml")),
         *[(f"share/{package_name}/{d}", glob(f"{d}/*.yaml")) for d in glob("configs/*/")],
         (f"share/{package_name}/sim_assets", glob("sim_assets/*.xml")),
+        (f"share/{package_name}/launch", glob("launch/*.launch.py")),
     ],
 )
