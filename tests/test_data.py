@@ -139,7 +139,7 @@ def test_collect_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     rc = main(
         [
             "collect",
-            "task=dmc-reacher-easy",
+            "env=dmc-reacher-easy",
             "policy=correlated",
             "episodes=2",
             f"out={out}",

@@ -1,11 +1,13 @@
 """``wm-plan collect``: roll a policy in a (randomized) env and write an episode dataset.
 
-    wm-plan collect task=dmc-reacher-easy policy=random episodes=10 out=data/reacher \\
+    wm-plan collect env=dmc-reacher-easy policy=random episodes=10 out=data/reacher \\
         pixels=true image_size=64 randomization=nominal
 
 Composes ``configs/collect.yaml`` (Hydra overrides; ``randomization=<preset>`` or single knobs
 such as ``randomization.mass=0.3``). Env constructor presets come from
-``configs/task/<task with - as _>.yaml`` when that file names the env in an ``env:`` key.
+``configs/task/<env with - as _>.yaml`` when that file names the env in an ``env:`` key.
+(``env`` is the registered env name, e.g. ``panda-reach`` or ``dmc-cheetah-run``; ``task`` is
+left to the Hydra group of the same name.)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from wm_planning.cli import command
 
 @dataclass(frozen=True)
 class CollectConfig:
-    task: str
+    env: str
     policy: str = "random"
     policy_options: dict[str, Any] = field(default_factory=dict)
     episodes: int = 10
@@ -47,15 +49,15 @@ class CollectConfig:
             raise ValueError("out (dataset directory) must be set")
 
 
-def task_preset(task: str) -> dict[str, Any]:
-    """Env kwargs from ``configs/task/<task, - as _>.yaml`` if it declares ``env: <task>``."""
+def task_preset(env: str) -> dict[str, Any]:
+    """Env kwargs from ``configs/task/<env, - as _>.yaml`` if it declares ``env: <env>``."""
     from wm_planning.config import config_dir, load_group
 
-    stem = task.replace("-", "_")
+    stem = env.replace("-", "_")
     if not (config_dir() / "task" / f"{stem}.yaml").is_file():
         return {}
     preset = load_group("task", stem)
-    if preset.get("env") != task:
+    if preset.get("env") != env:
         return {}
     return {k: v for k, v in preset.items() if k != "env"}
 
@@ -65,13 +67,13 @@ def make_env(cfg: CollectConfig) -> Any:
     from wm_planning import envs
     from wm_planning.envs.randomization import RandomizationConfig, RandomizedEnv
 
-    kwargs = task_preset(cfg.task)
+    kwargs = task_preset(cfg.env)
     kwargs.update(pixels=cfg.pixels, image_size=(cfg.image_size, cfg.image_size))
     if cfg.action_repeat is not None:
         kwargs["action_repeat"] = cfg.action_repeat
-    env = envs.make(cfg.task, **kwargs)
+    env = envs.make(cfg.env, **kwargs)
     if not isinstance(env, envs.MujocoEnv):
-        raise TypeError(f"{cfg.task} is not a MuJoCo env; randomization needs one")
+        raise TypeError(f"{cfg.env} is not a MuJoCo env; randomization needs one")
     return RandomizedEnv(env, RandomizationConfig.from_dict(cfg.randomization))
 
 
@@ -85,7 +87,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, float]:
     try:
         policy = policies.make(cfg.policy, env, **dict(cfg.policy_options))
         writer = DatasetWriter(
-            Path(cfg.out), cfg.task, env.spec, config=_plain(cfg), overwrite=cfg.overwrite
+            Path(cfg.out), cfg.env, env.spec, config=_plain(cfg), overwrite=cfg.overwrite
         )
         steps, successes, t0 = 0, 0, time.perf_counter()
         bar = tqdm(total=cfg.episodes * env.spec.episode_length, unit="step", disable=not progress)
@@ -144,14 +146,8 @@ def load_config(argv: list[str]) -> CollectConfig:
 
     from wm_planning.config import compose
 
-    # `task` is also the name of a Hydra group (configs/task/), so Hydra would read `task=X` as
-    # a group choice; take it out and set the plain key ourselves
-    tasks = [a.split("=", 1)[1] for a in argv if a.startswith("task=")]
-    rest = [a for a in argv if not a.startswith("task=")]
-    raw = OmegaConf.to_container(compose("collect", rest), resolve=True)
+    raw = OmegaConf.to_container(compose("collect", argv), resolve=True)
     assert isinstance(raw, dict)
-    if tasks:
-        raw["task"] = tasks[-1]
     known = set(CollectConfig.__dataclass_fields__)
     unknown = sorted(str(k) for k in raw if k not in known)
     if unknown:
