@@ -410,6 +410,10 @@ class ArmEnv(MujocoEnv):
         shapes = {k: v.shape for k, v in obs.items()}
         if pixels:
             shapes["pixels"] = (*image_size, 3)
+        encoder = {
+            "index": tuple(range(n)),
+            "joint": tuple(int(m.joint(j).id) for j in self.robot.joint_names),
+        }
         self.spec = EnvSpec(
             name=f"{self.robot.name}-{self.cfg.task}",
             obs_shapes=shapes,
@@ -422,7 +426,13 @@ class ArmEnv(MujocoEnv):
             image_size=tuple(image_size),  # type: ignore[arg-type]
             pixels=pixels,
             success_threshold=self.cfg.success_threshold,
-            extra={"robot": self.robot.name, "task": self.cfg.task, "timestep": m.opt.timestep},
+            extra={
+                "robot": self.robot.name,
+                "task": self.cfg.task,
+                "timestep": m.opt.timestep,
+                # joint readings sit first in both vectors (randomization's encoder offsets)
+                "encoder_index": {"state": encoder, "proprio": encoder},
+            },
         )
 
     # -- scene ------------------------------------------------------------------------------------

@@ -72,6 +72,15 @@ class Env(ABC):
     ) -> np.ndarray:
         """The scene rendered with the goal achieved, from the same camera as ``render``."""
 
+    # -- optional hooks (tasks that know their goal implement them) ---------------------------
+    def goal_state(self) -> np.ndarray:
+        """The ``get_state()`` vector with the goal achieved (what ``goal_image`` renders)."""
+        raise NotImplementedError(f"{self.spec.name} has no goal state")
+
+    def evaluate(self) -> tuple[float, bool]:
+        """``(distance to goal, success)`` of the current state, by the task's own measure."""
+        raise NotImplementedError(f"{self.spec.name} has no goal distance")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release renderers and other resources."""
 
