@@ -1,0 +1,279 @@
+"""DINO-WM: DINOv2-format weight loading, frame-causal predictor, gradients to actions,
+anti-collapse guard and a short training run."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wm_planning import costs, planners
+from wm_planning.costs_visual import DinoGoalCost
+from wm_planning.models.dino_wm import DinoWM, frame_causal_mask
+from wm_planning.models.encoders import (
+    AntiCollapse,
+    DinoEncoder,
+    RepresentationCollapseError,
+    WeightsError,
+    make_encoder,
+)
+from wm_planning.models.registry import ModelSpec, make_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Tiny convolutions on a shared 2-core box: intra-op threads thrash (100x slower measured).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# tiny DINOv2 architecture: dim 32, 2 blocks, 2 heads, patch 4, trained at 16 px (4×4 grid)
+TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 4, "pretrain_size": 16}
+
+
+def dinov2_state_dict(dim: int, depth: int, patch: int, grid: int, registers: int) -> dict:
+    """A state dict with DINOv2 hub key names and shapes, written out independently of the
+    model code so a renamed parameter fails the strict load."""
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * 0.05
+
+    sd = {
+        "cls_token": r(1, 1, dim),
+        "pos_embed": r(1, 1 + grid * grid, dim),
+        "mask_token": r(1, dim),
+        "patch_embed.proj.weight": r(dim, 3, patch, patch),
+        "patch_embed.proj.bias": r(dim),
+        "norm.weight": 1 + r(dim),
+        "norm.bias": r(dim),
+    }
+    if registers:
+        sd["register_tokens"] = r(1, registers, dim)
+    for i in range(depth):
+        b = f"blocks.{i}."
+        sd |= {
+            b + "norm1.weight": 1 + r(dim),
+            b + "norm1.bias": r(dim),
+            b + "attn.qkv.weight": r(3 * dim, dim),
+            b + "attn.qkv.bias": r(3 * dim),
+            b + "attn.proj.weight": r(dim, dim),
+            b + "attn.proj.bias": r(dim),
+            b + "ls1.gamma": r(dim),
+            b + "norm2.weight": 1 + r(dim),
+            b + "norm2.bias": r(dim),
+            b + "mlp.fc1.weight": r(4 * dim, dim),
+            b + "mlp.fc1.bias": r(4 * dim),
+            b + "mlp.fc2.weight": r(dim, 4 * dim),
+            b + "mlp.fc2.bias": r(dim),
+            b + "ls2.gamma": r(dim),
+        }
+    return sd
+
+
+@pytest.mark.parametrize("registers", [0, 4])
+def test_dinov2_weights_load_strict_and_interpolate(tmp_path: Path, registers: int) -> None:
+    sd = dinov2_state_dict(32, 2, 4, 4, registers)
+    path = tmp_path / "dinov2_tiny.pth"
+    torch.save(sd, path)
+    enc = make_encoder(
+        "dinov2_custom", weights=str(path), input_size=32, num_register_tokens=registers, **TINY
+    )
+    assert isinstance(enc, DinoEncoder)
+    for k, v in enc.vit.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    assert not any(p.requires_grad for p in enc.parameters())
+    x = torch.rand(2, 3, 20, 20)
+    tokens = enc(x)  # resized to 32 px -> 8×8 patches via interpolated pos_embed
+    assert tokens.shape == (2, 64, 32)
+    assert torch.isfinite(tokens).all()
+    assert enc.vit.interpolate_pos_encoding(8, 8).shape == (1, 65, 32)
+    # at the pretraining size the checkpoint's pos_embed is used unchanged
+    assert torch.equal(enc.vit.interpolate_pos_encoding(4, 4), sd["pos_embed"])
+
+
+def test_dinov2_weights_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not found"):
+        make_encoder("dinov2_custom", weights=str(tmp_path / "absent.pth"), **TINY)
+    sd = dinov2_state_dict(32, 2, 4, 4, 0)
+    missing = dict(sd)
+    del missing["blocks.1.attn.qkv.weight"]
+    torch.save(missing, tmp_path / "missing.pth")
+    with pytest.raises(WeightsError, match=r"blocks\.1\.attn\.qkv\.weight"):
+        make_encoder("dinov2_custom", weights=str(tmp_path / "missing.pth"), **TINY)
+    renamed = dict(sd)
+    renamed["blocks.0.attn.to_qkv.weight"] = renamed.pop("blocks.0.attn.qkv.weight")
+    torch.save(renamed, tmp_path / "renamed.pth")
+    with pytest.raises(WeightsError, match=r"unexpected keys \['blocks\.0\.attn\.to_qkv"):
+        make_encoder("dinov2_custom", weights=str(tmp_path / "renamed.pth"), **TINY)
+    torch.save(sd, tmp_path / "ok.pth")
+    with pytest.raises(WeightsError, match="shape"):  # a wider model than the file
+        make_encoder(
+            "dinov2_custom", weights=str(tmp_path / "ok.pth"), **(TINY | {"embed_dim": 64})
+        )
+
+
+SPEC = ModelSpec({"pixels": (32, 32, 3), "proprio": (4,)}, action_dim=2, episode_length=50)
+
+
+def tiny_model(encoder: str = "conv", **kw: object) -> DinoWM:
+    torch.manual_seed(0)
+    opts: dict[str, object] = dict(
+        encoder=encoder,
+        encoder_options={"embed_dim": 16, "channels": 8, "downsample": 3},
+        history=3,
+        frameskip=2,
+        width=32,
+        depth=2,
+        heads=2,
+        decoder_channels=8,
+    )
+    opts.update(kw)
+    model = make_model("dino_wm", SPEC, **opts)
+    assert isinstance(model, DinoWM)
+    return model
+
+
+def test_frame_causal_mask_and_predictor_causality() -> None:
+    m = frame_causal_mask(3, 2, torch.device("cpu"))
+    assert m.tolist()[0] == [True, True, False, False, False, False]
+    assert m.tolist()[5] == [True] * 6
+    model = tiny_model().eval()
+    x = torch.randn(1, 3, model.num_tokens, 16 + 10 + 10)
+    y = model.predictor(x)
+    x2 = x.clone()
+    x2[:, 2] += 5.0  # change only the last (future) frame
+    y2 = model.predictor(x2)
+    assert torch.allclose(y[:, :2], y2[:, :2], atol=1e-6)  # earlier predictions unchanged
+    assert not torch.allclose(y[:, 2], y2[:, 2])
+
+
+def obs(k: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "pixels": rng.integers(0, 255, (k, 32, 32, 3), dtype=np.uint8),
+        "proprio": rng.standard_normal((k, 4)).astype(np.float32),
+        "actions": rng.uniform(-1, 1, (k - 1, 4)).astype(np.float32),
+    }
+
+
+def test_rollout_shapes_and_gradient_to_actions() -> None:
+    model = tiny_model()
+    state = model.encode(obs(3))
+    assert state.tokens.shape == (3, 16, 16)
+    assert state.actions.shape == (2, 4)
+    actions = torch.zeros(5, 6, 2, requires_grad=True)  # H = 6 env steps = 3 model steps
+    out = model.rollout(state, actions)
+    assert out.latents is not None
+    assert out.latents.shape == (5, 3, 16 * 16)
+    assert out.frames is not None
+    assert out.frames.shape == (5, 3, 3, 32, 32)
+    assert out.get("proprio_latents").shape == (5, 3, 10)
+    goal, goal_p = model.goal_latent(obs(1, seed=1)["pixels"][0], obs(1, seed=1)["proprio"][0])
+    cost = costs.make("dino_goal", goal=goal, goal_proprio=goal_p, proprio_weight=0.5)
+    c = cost(out)
+    assert c.shape == (5,)
+    c.sum().backward()
+    assert actions.grad is not None
+    assert torch.isfinite(actions.grad).all()
+    assert actions.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="multiple of frameskip"):
+        model.rollout(state, torch.zeros(1, 3, 2))
+
+
+def test_gradient_and_cem_planners_plan_through_predictor() -> None:
+    model = tiny_model().eval().requires_grad_(False)
+    state = model.encode(obs(2))
+    goal, _ = model.goal_latent(obs(1, seed=3)["pixels"][0])
+    objective = costs.make_objective(model, state, DinoGoalCost(goal=goal, every_step=True))
+    bounds = {"horizon": 4, "action_low": (-1.0, -1.0), "action_high": (1.0, 1.0)}
+    start = objective(torch.zeros(1, 4, 2)).item()
+    grad = planners.make("gradient", iterations=6, num_starts=2, lr=0.3, **bounds)
+    res = grad(objective, None, generator=torch.Generator().manual_seed(0))
+    assert res.actions.shape == (4, 2)
+    assert float(res.cost) < start
+    cem = planners.make("cem", population=16, elites=4, iterations=2, **bounds)
+    res = cem(objective, None, generator=torch.Generator().manual_seed(0))
+    assert res.actions.shape == (4, 2)
+    assert torch.isfinite(res.cost)
+
+
+def test_anti_collapse_guard() -> None:
+    guard = AntiCollapse(min_std=0.01)
+    healthy, metrics = guard(torch.randn(64, 16))
+    assert metrics["enc_std"] > 0.5
+    assert torch.isfinite(healthy)
+    collapsed = torch.ones(64, 16) * 3 + 1e-5 * torch.randn(64, 16)
+    with pytest.raises(RepresentationCollapseError, match="collapsed"):
+        guard(collapsed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        AntiCollapse(on_collapse="warn")(collapsed)
+    assert any("collapsed" in str(w.message) for w in caught)
+    # the model's loss runs the guard on its trainable encoder's tokens
+    model = tiny_model()
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.zero_()
+    batch = synthetic_batch(4, 6)
+    with pytest.raises(RepresentationCollapseError):
+        model.loss(batch)
+
+
+def synthetic_batch(b: int, length: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A bright square that moves by the action on a dark 32×32 canvas."""
+    g = torch.Generator().manual_seed(seed)
+    pos = torch.rand(b, 2, generator=g) * 16 + 8
+    act = torch.rand(b, length, 2, generator=g) * 2 - 1
+    frames, props = [], []
+    for t in range(length + 1):
+        img = torch.zeros(b, 32, 32, 3, dtype=torch.uint8)
+        for i in range(b):
+            r, c = pos[i].round().long().clamp(2, 29).tolist()
+            img[i, r - 2 : r + 3, c - 2 : c + 3] = 255
+        frames.append(img)
+        props.append(torch.cat([pos, pos], 1) / 32)
+        if t < length:
+            pos = (pos + 2 * act[:, t]).clamp(2, 29)
+    return {
+        "obs.pixels": torch.stack(frames, 1),
+        "obs.proprio": torch.stack(props, 1),
+        "action": act,
+    }
+
+
+def test_tiny_dino_wm_training_lowers_loss() -> None:
+    model = tiny_model()
+    batch = synthetic_batch(16, 6)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, metrics = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(metrics["loss"])
+    assert set(metrics) >= {"z_loss", "proprio_loss", "decoder_loss", "enc_std"}
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+
+
+def test_frozen_dino_encoder_in_world_model(tmp_path: Path) -> None:
+    torch.save(dinov2_state_dict(32, 2, 4, 4, 0), tmp_path / "w.pth")
+    model = tiny_model(
+        encoder="dinov2_custom",
+        encoder_options=TINY | {"weights": str(tmp_path / "w.pth"), "input_size": 16},
+    )
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    loss, _ = model.loss(synthetic_batch(4, 6))
+    loss.backward()
+    opt.step()
+    for k, v in model.encoder.state_dict().items():
+        assert torch.equal(v, before[k]), f"frozen encoder changed: {k}"
+    assert model.encode(obs(3)).tokens.shape == (3, 16, 32)

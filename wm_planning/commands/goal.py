@@ -1,0 +1,162 @@
+"""``wm-plan goal``: drive a simulated arm to a goal image with a visual world model (MPC).
+
+    wm-plan goal checkpoint=runs/dino.pt env=planar-goal_reach [goal_image=goal.png] seed=0 \\
+        episodes=1 planner=cem video=runs/goal.mp4
+
+Each episode: reset the env (``seed + i``), take the goal image from ``goal_image`` (a file) or
+the env's own goal, plan ``plan_blocks`` model steps with the chosen planner on the model's goal
+cost (:func:`wm_planning.costs_visual.goal_cost`), execute one frame-skip block, replan. The
+video shows camera | goal | the imagined final frame of the latest plan (decoded rollout).
+Prints success (``env.evaluate()``), final distance and plan time per control step.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wm_planning.cli import command
+
+
+def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if img.shape[:2] == size:
+        return img
+    t = torch.as_tensor(img[..., :3]).permute(2, 0, 1)[None].float()
+    t = torch.nn.functional.interpolate(t, size=size, mode="bilinear", align_corners=False)
+    return t[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+
+
+def _panel(img: np.ndarray, scale: int) -> np.ndarray:
+    return np.repeat(np.repeat(img, scale, 0), scale, 1)
+
+
+def run_goal_episode(cfg: Any, model: Any, seed: int, video: Path | None) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    from wm_planning import costs, envs, planners
+    from wm_planning.control import Controller
+    from wm_planning.costs_visual import goal_cost
+
+    size = (int(model.obs_shape[0]), int(model.obs_shape[1]))
+    env = envs.make(str(cfg.env), pixels=True, image_size=size)
+    obs = env.reset(seed=seed)
+    if cfg.goal_image:
+        import imageio.v2 as imageio
+
+        goal = _resize(np.asarray(imageio.imread(str(cfg.goal_image))), size)
+    else:
+        goal = env.goal_image(size=size)
+    cost = goal_cost(model, goal)
+    skip = int(getattr(model.config, "frameskip", 1))
+    history = int(getattr(model.config, "history", 1))
+    pcfg = OmegaConf.to_container(cfg.planner, resolve=True)
+    assert isinstance(pcfg, dict)
+    planner = planners.from_config(
+        {str(k): v for k, v in pcfg.items()},
+        horizon=int(cfg.plan_blocks) * skip,
+        action_low=env.spec.action_low,
+        action_high=env.spec.action_high,
+    )
+    ctrl = Controller(planner, generator=torch.Generator().manual_seed(seed), replan_every=skip)
+    steps = int(cfg.steps) if cfg.steps is not None else env.spec.episode_length
+    frames_hist, proprio_hist = [obs["pixels"]], [obs["proprio"]]
+    blocks: list[np.ndarray] = []
+    block: list[np.ndarray] = []
+    imagined = np.zeros_like(goal)
+    video_frames: list[Any] = []  # imageio wants a plain list
+    times: list[float] = []
+    scale = int(cfg.video_scale)
+    d0, _ = env.evaluate()
+    with torch.no_grad():
+        n = 0
+        for _ in range(steps):
+            n += 1
+            if ctrl.queue.shape[0] == 0:
+                state = model.encode(
+                    {
+                        "pixels": np.stack(frames_hist[-history:]),
+                        "proprio": np.stack(proprio_hist[-history:]),
+                        "actions": np.stack(blocks[-(history - 1) :])
+                        if blocks and history > 1
+                        else None,
+                        "context": frames_hist[0],
+                    }
+                )
+                objective = costs.make_objective(model, state, cost)
+                result = ctrl.replan(objective)
+                assert ctrl.plan_time_s is not None
+                times.append(ctrl.plan_time_s)
+                roll = model.rollout(state, result.actions[None].clamp(-1, 1))
+                if roll.frames is not None:  # the imagined end of the plan
+                    last = roll.frames[0, -1].permute(1, 2, 0).clamp(0, 1)
+                    imagined = (last * 255).byte().cpu().numpy()
+            action = ctrl.act(objective)
+            obs, _, _, truncated, _ = env.step(action.numpy())
+            block.append(action.numpy())
+            if len(block) == skip:
+                blocks.append(np.concatenate(block))
+                block = []
+                frames_hist.append(obs["pixels"])
+                proprio_hist.append(obs["proprio"])
+            if video is not None:
+                panels = [obs["pixels"], goal, imagined]
+                video_frames.append(np.concatenate([_panel(p, scale) for p in panels], 1))
+            if truncated:
+                break
+    distance, success = env.evaluate()
+    if video is not None:
+        import imageio.v2 as imageio
+
+        video.parent.mkdir(parents=True, exist_ok=True)
+        imageio.mimwrite(
+            video, video_frames, fps=max(1, round(1 / env.spec.control_dt)), macro_block_size=8
+        )
+    env.close()
+    return {
+        "seed": seed,
+        "success": bool(success),
+        "distance": float(distance),
+        "start_distance": float(d0),
+        "plan_times": times,
+        "steps": n,
+    }
+
+
+@command("goal", help="reach a goal image with a visual world model (MPC); side-by-side video")
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    from wm_planning.config import compose
+
+    from .train_visual import load_checkpoint
+
+    cfg = compose("goal", argv)
+    model = load_checkpoint(str(cfg.checkpoint), str(cfg.device))
+    results = []
+    t0 = time.perf_counter()
+    for i in range(int(cfg.episodes)):
+        video = None
+        if cfg.video:
+            v = Path(str(cfg.video))
+            video = v if i == 0 else v.with_name(f"{v.stem}_{i}{v.suffix}")
+        r = run_goal_episode(cfg, model, int(cfg.seed) + i, video)
+        results.append(r)
+        print(
+            f"  seed {r['seed']}: success={r['success']} distance {r['start_distance']:.3f} -> "
+            f"{r['distance']:.3f} ({r['steps']} steps){' video ' + str(video) if video else ''}",
+            flush=True,
+        )
+    ok = sum(r["success"] for r in results)
+    ms = np.asarray([t for r in results for t in r["plan_times"]]) * 1e3
+    print(
+        f"{cfg.env}: success {ok}/{len(results)}, mean final distance "
+        f"{np.mean([r['distance'] for r in results]):.3f}, plan time per control step: median "
+        f"{np.median(ms):.0f} ms, p90 {np.percentile(ms, 90):.0f} ms ({len(ms)} plans), "
+        f"{time.perf_counter() - t0:.0f} s wall"
+    )
+    return 0
