@@ -1,0 +1,100 @@
+"""Replay buffer, the online/offline loops and the train/eval commands on tiny runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from wm_planning.cli import main as cli
+from wm_planning.data import Episode
+from wm_planning.training import ReplayBuffer, load_checkpoint
+
+FAST = [
+    "model=tdmpc2_tiny",
+    "env=planar-reach",
+    "seed_steps=100",
+    "pretrain_updates=5",
+    "batch_size=16",
+    "planner_options={num_samples: 16, num_elites: 4, iterations: 1}",
+    "num_prior=4",
+    "progress=false",
+    "threads=1",
+    "log_every=5",
+]
+
+
+def _episode(t: int, start: float) -> Episode:
+    obs = start + np.arange(t + 1, dtype=np.float32)[:, None].repeat(3, 1)
+    return Episode(
+        obs={"state": obs},
+        actions=np.full((t, 2), start, np.float32),
+        rewards=start + np.arange(t, dtype=np.float32),
+        success=np.zeros(t, bool),
+        terminated=np.zeros(t, bool),
+        truncated=np.eye(1, t, t - 1, dtype=bool)[0],
+        seed=0,
+    )
+
+
+def test_buffer_windows_stay_inside_episodes() -> None:
+    buf = ReplayBuffer(["state"], capacity=1000)
+    for i in range(30):  # enough to force several storage doublings
+        buf.add(_episode(50, 1000.0 * i))
+    b = buf.sample(64, 5, torch.Generator().manual_seed(0))
+    assert b["obs.state"].shape == (64, 6, 3)
+    assert b["action"].shape == (64, 5, 2)
+    episode_of = (b["obs.state"][..., 0] // 1000).long()
+    assert (episode_of == episode_of[:, :1]).all()  # never crosses an episode boundary
+    step = b["obs.state"][..., 0] % 1000
+    assert torch.equal(step[:, 1:] - step[:, :-1], torch.ones(64, 5))
+    assert torch.equal(b["reward"], b["obs.state"][:, :-1, 0])  # reward t pairs with obs t
+    assert buf.num_steps <= 1000  # oldest episodes evicted
+
+
+def test_online_train_resume_and_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert cli(["train", *FAST, "steps=200", f"out={out}", "checkpoint_every=100"]) == 0
+    ck = load_checkpoint(out / "checkpoint.pt", expect_model="tdmpc2")
+    assert ck.step == 200
+    assert ck.updates == 5 + 100
+    assert ck.data_stats["obs_std"] != [1.0] * len(ck.data_stats["obs_std"])  # fitted to data
+    rows = (out / "episodes.csv").read_text().splitlines()
+    assert len(rows) == 3
+    assert rows[2].split(",")[-2] == "0"
+    assert (out / "train.csv").read_text().count("\n") >= 10
+    assert cli(["train", *FAST, "steps=300", f"out={out}", "resume=true"]) == 0
+    ck2 = load_checkpoint(out / "checkpoint.pt")
+    assert ck2.step == 300
+    assert ck2.updates == 205
+    assert len((out / "episodes.csv").read_text().splitlines()) == 4
+    capsys.readouterr()
+    assert (
+        cli(
+            [
+                "eval",
+                f"checkpoint={out / 'checkpoint.pt'}",
+                "episodes=1",
+                "progress=false",
+                "threads=1",
+            ]
+        )
+        == 0
+    )
+    assert "success" in capsys.readouterr().out
+
+
+def test_offline_train_from_collected_dataset(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert cli(["collect", "env=planar-reach", "episodes=2", f"out={data}"]) == 0
+    out = tmp_path / "off"
+    args = ["train", "model=planet_tiny", f"data={data}", "steps=6", "seq_len=10", "batch_size=4"]
+    assert cli([*args, f"out={out}", "progress=false", "threads=1", "log_every=3"]) == 0
+    ck = load_checkpoint(out / "checkpoint.pt", expect_model="planet")
+    assert ck.updates == 6
+    assert ck.config["data"] == str(data)
+    lines = (out / "train.csv").read_text().splitlines()
+    assert lines[0].startswith("updates,")
+    assert len(lines) == 3
