@@ -28,6 +28,7 @@ from robots import Robot
 from wm_planning.costs import Cost, GoalPixelCost, RewardCost, make_objective
 from wm_planning.models.base import Rollout, WorldModel
 from wm_planning.planners.base import Objective
+from wm_planning.registry import Registry
 
 GoalKind = Literal["joints", "pose", "image"]
 GOAL_KINDS: tuple[GoalKind, ...] = ("joints", "pose", "image")
@@ -91,37 +92,16 @@ class PlanningModel(ABC):
 
 
 ModelFactory = Callable[..., PlanningModel]
-_MODELS: dict[str, ModelFactory] = {}
-
-
-def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Register a :class:`PlanningModel` factory (class or function) under ``name``."""
-
-    def deco(factory: ModelFactory) -> ModelFactory:
-        if name in _MODELS and _MODELS[name] is not factory:
-            raise ValueError(f"planning model {name!r} already registered")
-        _MODELS[name] = factory
-        if isinstance(factory, type) and issubclass(factory, PlanningModel):
-            factory.name = name
-        return factory
-
-    return deco
-
-
-def available_models() -> list[str]:
-    return sorted(_MODELS)
+_MODELS: Registry[ModelFactory] = Registry("model")
+#: Register a :class:`PlanningModel` factory (class or function) under a name.
+register_model = _MODELS.register
+available_models = _MODELS.available
 
 
 def make_model(name: str, **options: Any) -> PlanningModel:
     """Build a registered adapter; ``options``: robot, task, pose_task, checkpoint, camera,
     image_size, threads (each adapter rejects what it cannot use)."""
-    try:
-        factory = _MODELS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown model {name!r}; available: {', '.join(available_models())}"
-        ) from None
-    return factory(**options)
+    return _MODELS.get(name)(**options)
 
 
 # -- exact physics ---------------------------------------------------------------------------------

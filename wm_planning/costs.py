@@ -16,31 +16,15 @@ import torch
 from torch import Tensor
 
 from wm_planning.models.base import Rollout, WorldModel
+from wm_planning.registry import Registry
 
-_REGISTRY: dict[str, type[Cost]] = {}
-
-
-def register(name: str) -> Callable[[type[Cost]], type[Cost]]:
-    def deco(cls: type[Cost]) -> type[Cost]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"cost {name!r} already registered")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def available() -> list[str]:
-    return sorted(_REGISTRY)
+_REGISTRY: Registry[type[Cost]] = Registry("cost")
+register = _REGISTRY.register
+available = _REGISTRY.available
 
 
 def make(name: str, **kwargs: Any) -> Cost:
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown cost {name!r}; available: {', '.join(available())}") from None
-    return cls(**kwargs)
+    return _REGISTRY.get(name)(**kwargs)
 
 
 class Cost(ABC):

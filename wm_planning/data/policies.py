@@ -14,36 +14,20 @@ A policy is built as ``cls(env, **options)``; ``reset(seed)`` starts an episode 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from wm_planning.envs.base import Env, Obs
+from wm_planning.registry import Registry
 
-_POLICIES: dict[str, type[Policy]] = {}
-
-
-def register(name: str) -> Callable[[type[Policy]], type[Policy]]:
-    def deco(cls: type[Policy]) -> type[Policy]:
-        if name in _POLICIES and _POLICIES[name] is not cls:
-            raise ValueError(f"policy {name!r} already registered")
-        _POLICIES[name] = cls
-        return cls
-
-    return deco
-
-
-def available() -> list[str]:
-    return sorted(_POLICIES)
+_POLICIES: Registry[type[Policy]] = Registry("policy")
+register = _POLICIES.register
+available = _POLICIES.available
 
 
 def make(name: str, env: Env, **options: Any) -> Policy:
-    try:
-        cls = _POLICIES[name]
-    except KeyError:
-        raise KeyError(f"unknown policy {name!r}; available: {', '.join(available())}") from None
-    return cls(env, **options)
+    return _POLICIES.get(name)(env, **options)
 
 
 class Policy(ABC):

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from wm_planning.registry import Registry
+
 Obs = dict[str, np.ndarray]
 StepResult = tuple[Obs, float, bool, bool, dict[str, Any]]
 
@@ -117,28 +119,11 @@ class MujocoEnv(Env):
 
 # -- registry -------------------------------------------------------------------------------------
 EnvFactory = Callable[..., Env]
-_REGISTRY: dict[str, EnvFactory] = {}
-
-
-def register(name: str) -> Callable[[EnvFactory], EnvFactory]:
-    """Decorator registering an env factory (class or function) under ``name``."""
-
-    def deco(factory: EnvFactory) -> EnvFactory:
-        if name in _REGISTRY and _REGISTRY[name] is not factory:
-            raise ValueError(f"env {name!r} already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def available() -> list[str]:
-    return sorted(_REGISTRY)
+_REGISTRY: Registry[EnvFactory] = Registry("env")
+#: Decorator registering an env factory (class or function) under a name.
+register = _REGISTRY.register
+available = _REGISTRY.available
 
 
 def make(name: str, **kwargs: Any) -> Env:
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown env {name!r}; available: {', '.join(available())}") from None
-    return factory(**kwargs)
+    return _REGISTRY.get(name)(**kwargs)

@@ -25,33 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wm_planning.registry import Registry
+
 # -- registries -----------------------------------------------------------------------------------
 EncoderFactory = Callable[..., "PatchEncoder"]
-_ENCODERS: dict[str, EncoderFactory] = {}
-
-
-def register_encoder(name: str) -> Callable[[EncoderFactory], EncoderFactory]:
-    """Decorator: ``make_encoder(name, **options)`` calls the factory."""
-
-    def deco(fn: EncoderFactory) -> EncoderFactory:
-        if name in _ENCODERS and _ENCODERS[name] is not fn:
-            raise ValueError(f"encoder {name!r} already registered")
-        _ENCODERS[name] = fn
-        return fn
-
-    return deco
+_ENCODERS: Registry[EncoderFactory] = Registry("encoder")
+#: Decorator: ``make_encoder(name, **options)`` calls the factory.
+register_encoder = _ENCODERS.register
 
 
 def make_encoder(name: str, **options: Any) -> PatchEncoder:
-    try:
-        factory = _ENCODERS[name]
-    except KeyError:
-        raise KeyError(f"unknown encoder {name!r}; available: {sorted(_ENCODERS)}") from None
-    return factory(**options)
+    return _ENCODERS.get(name)(**options)
 
 
-def available_encoders() -> list[str]:
-    return sorted(_ENCODERS)
+available_encoders = _ENCODERS.available
 
 
 class PatchEncoder(nn.Module):

@@ -9,13 +9,15 @@ options and :class:`ModelSpec` it stored.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from wm_planning.registry import Registry
 
 from .base import WorldModel
 
@@ -165,33 +167,19 @@ class LearnedModel(nn.Module, WorldModel):
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
-_MODELS: dict[str, type[LearnedModel]] = {}
-
-
-def register_model(name: str) -> Callable[[type[LearnedModel]], type[LearnedModel]]:
-    """Class decorator: ``@register_model("planet")``."""
-
-    def deco(cls: type[LearnedModel]) -> type[LearnedModel]:
-        if name in _MODELS and _MODELS[name] is not cls:
-            raise ValueError(f"model {name!r} already registered to {_MODELS[name]}")
-        cls.name = name
-        _MODELS[name] = cls
-        return cls
-
-    return deco
+_MODELS: Registry[type[LearnedModel]] = Registry("model")
+#: Class decorator: ``@register_model("planet")``.
+register_model = _MODELS.register
 
 
 def available_models() -> list[str]:
     _load_builtin()
-    return sorted(_MODELS)
+    return _MODELS.available()
 
 
 def get_model_class(name: str) -> type[LearnedModel]:
     _load_builtin()
-    try:
-        return _MODELS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}") from None
+    return _MODELS.get(name)
 
 
 def make_config(name: str, options: Mapping[str, Any]) -> Any:
@@ -226,4 +214,4 @@ def _tuples(v: Any) -> Any:
 def _load_builtin() -> None:
     # Importing the family modules runs their decorators; done lazily to keep
     # ``wm_planning.models`` importable without building anything.
-    from . import planet, tdmpc2  # noqa: F401
+    from . import dino_wm, planet, tdmpc2, visual_foresight  # noqa: F401

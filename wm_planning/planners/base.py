@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from wm_planning.registry import Registry
+
 Objective = Callable[[Tensor], Tensor]
 """Maps actions ``B×H×A`` to costs ``B`` (lower is better)."""
 
@@ -158,32 +160,13 @@ def evaluate(objective: Objective, actions: Tensor) -> Tensor:
 
 
 # -- registry -------------------------------------------------------------------------------------
-_REGISTRY: dict[str, type[Planner]] = {}
+_REGISTRY: Registry[type[Planner]] = Registry("planner")
 
-
-def register(name: str) -> Callable[[type[Planner]], type[Planner]]:
-    """Class decorator: ``@register("mppi")`` makes ``make("mppi", ...)`` build that planner."""
-
-    def deco(cls: type[Planner]) -> type[Planner]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"planner {name!r} is already registered to {_REGISTRY[name]}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def available() -> list[str]:
-    """Names ``make`` accepts, sorted."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> type[Planner]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown planner {name!r}; available: {', '.join(available())}") from None
+#: Class decorator: ``@register("mppi")`` makes ``make("mppi", ...)`` build that planner.
+register = _REGISTRY.register
+#: Names ``make`` accepts, sorted.
+available = _REGISTRY.available
+get = _REGISTRY.get
 
 
 def make(name: str, **options: Any) -> Planner:
