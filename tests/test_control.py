@@ -35,6 +35,9 @@ class Scripted(Planner):
         self.plans = plans
         self.calls: list[dict[str, Any]] = []
 
+    def _plan(self, objective, start, *, generator, carry):  # type: ignore[no-untyped-def]
+        raise AssertionError("Scripted overrides __call__ to see the raw warm start and carry")
+
     def __call__(
         self,
         objective: planners.Objective,

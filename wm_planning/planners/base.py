@@ -80,6 +80,26 @@ class PlanResult:
     carry: dict[str, Tensor] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PlanStart:
+    """What every plan begins from, validated once by :meth:`Planner.__call__`.
+
+    low, high: ``A`` bounds on the planning device. mean: ``H×A`` warm start clamped to the box
+    (the box centre without one). prior: ``P×H×A`` clamped prior trajectories or ``None``.
+    """
+
+    device: torch.device
+    low: Tensor
+    high: Tensor
+    mean: Tensor
+    prior: Tensor | None
+
+    @property
+    def half(self) -> Tensor:
+        """``A`` half-widths of the box (stds are expressed as fractions of them)."""
+        return (self.high - self.low) / 2
+
+
 class Planner(ABC):
     """Base class: holds only the frozen config; every call is independent."""
 
@@ -96,7 +116,6 @@ class Planner(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 
-    @abstractmethod
     def __call__(
         self,
         objective: Objective,
@@ -115,6 +134,29 @@ class Planner(ABC):
         prior: optional ``P×H×A`` trajectories (e.g. a policy prior) evaluated beside the samples.
         carry: the previous result's ``carry``, already shifted by the controller.
         """
+        device = generator.device
+        low, high = self.bounds(device)
+        start = PlanStart(
+            device=device,
+            low=low,
+            high=high,
+            mean=self.initial_mean(init_mean, device),
+            prior=self.check_prior(prior, device),
+        )
+        # Sampling planners never need autograd; only gradient-based ones build a graph.
+        with torch.enable_grad() if self.needs_gradients else torch.no_grad():
+            return self._plan(objective, start, generator=generator, carry=dict(carry or {}))
+
+    @abstractmethod
+    def _plan(
+        self,
+        objective: Objective,
+        start: PlanStart,
+        *,
+        generator: torch.Generator,
+        carry: dict[str, Tensor],
+    ) -> PlanResult:
+        """The algorithm proper, from inputs :meth:`__call__` has validated into ``start``."""
 
     # -- helpers shared by the implementations -----------------------------------------------
     def bounds(

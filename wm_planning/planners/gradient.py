@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .base import Objective, Planner, PlannerConfig, PlanResult, evaluate, register
+from .base import Objective, Planner, PlannerConfig, PlanResult, PlanStart, evaluate, register
 from .cem import CEM, CEMConfig
 from .noise import IterationLog, gaussian
 
@@ -111,22 +111,20 @@ class Gradient(Planner):
     config: GradientConfig
     needs_gradients = True
 
-    def __call__(
+    def _plan(
         self,
         objective: Objective,
-        init_mean: Tensor | None = None,
+        start: PlanStart,
         *,
         generator: torch.Generator,
-        prior: Tensor | None = None,
-        carry: dict[str, Tensor] | None = None,
+        carry: dict[str, Tensor],
     ) -> PlanResult:
         cfg = self.config
-        device = generator.device
-        low, high = self.bounds(device)
+        device, low, high = start.device, start.low, start.high
         centre, half = (low + high) / 2, (high - low) / 2
         h, a = cfg.horizon, cfg.action_dim
-        prior = self.check_prior(prior, device)
-        mean = self.initial_mean(init_mean, device)
+        prior = start.prior
+        mean = start.mean
         info: dict[str, Tensor] = {}
         extra_evals = 0
         if cfg.cem_init_iterations > 0:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import Objective, Planner, PlannerConfig, PlanResult, evaluate, register
+from .base import Objective, Planner, PlannerConfig, PlanResult, PlanStart, evaluate, register
 from .noise import ColoredNoise, IterationLog
 
 
@@ -87,26 +87,23 @@ class ICEM(Planner):
     Config = ICEMConfig
     config: ICEMConfig
 
-    @torch.no_grad()
-    def __call__(
+    def _plan(
         self,
         objective: Objective,
-        init_mean: Tensor | None = None,
+        start: PlanStart,
         *,
         generator: torch.Generator,
-        prior: Tensor | None = None,
-        carry: dict[str, Tensor] | None = None,
+        carry: dict[str, Tensor],
     ) -> PlanResult:
         cfg = self.config
-        device = generator.device
-        low, high = self.bounds(device)
+        device, low, high = start.device, start.low, start.high
         half = (high - low) / 2
         h, a = cfg.horizon, cfg.action_dim
-        prior = self.check_prior(prior, device)
+        prior = start.prior
         noise = ColoredNoise(cfg.noise_beta, h, device)
 
         kept = self._carried_elites(carry, low, high)
-        mean = self.initial_mean(init_mean, device)
+        mean = start.mean
         std = (cfg.init_std * half).expand(h, a)
         min_std = cfg.min_std * half
         best_cost = torch.full((), torch.inf, device=device)

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .base import Objective, Planner, PlannerConfig, PlanResult, evaluate, register
+from .base import Objective, Planner, PlannerConfig, PlanResult, PlanStart, evaluate, register
 from .cem import split_prior, with_prior
 from .noise import IterationLog, gaussian
 
@@ -102,26 +102,23 @@ class MPPI(Planner):
     Config = MPPIConfig
     config: MPPIConfig
 
-    @torch.no_grad()
-    def __call__(
+    def _plan(
         self,
         objective: Objective,
-        init_mean: Tensor | None = None,
+        start: PlanStart,
         *,
         generator: torch.Generator,
-        prior: Tensor | None = None,
-        carry: dict[str, Tensor] | None = None,
+        carry: dict[str, Tensor],
     ) -> PlanResult:
         cfg = self.config
-        device = generator.device
-        low, high = self.bounds(device)
+        device, low, high = start.device, start.low, start.high
         half = (high - low) / 2
         h, a = cfg.horizon, cfg.action_dim
-        prior = self.check_prior(prior, device)
+        prior = start.prior
         _, num_samples = split_prior(prior, cfg.num_samples)
         min_std, max_std = cfg.min_std * half, cfg.max_std * half
 
-        mean = self.initial_mean(init_mean, device)
+        mean = start.mean
         if cfg.carry_std and carry and "std" in carry:
             if carry["std"].shape != (h, a):
                 raise ValueError(

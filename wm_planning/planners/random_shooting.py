@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .base import Objective, Planner, PlannerConfig, PlanResult, evaluate, register
+from .base import Objective, Planner, PlannerConfig, PlanResult, PlanStart, evaluate, register
 from .cem import split_prior, with_prior
 from .noise import IterationLog
 
@@ -41,26 +41,23 @@ class RandomShooting(Planner):
     Config = RandomShootingConfig
     config: RandomShootingConfig
 
-    @torch.no_grad()
-    def __call__(
+    def _plan(
         self,
         objective: Objective,
-        init_mean: Tensor | None = None,
+        start: PlanStart,
         *,
         generator: torch.Generator,
-        prior: Tensor | None = None,
-        carry: dict[str, Tensor] | None = None,
+        carry: dict[str, Tensor],
     ) -> PlanResult:
         cfg = self.config
-        device = generator.device
-        low, high = self.bounds(device)
+        device, low, high = start.device, start.low, start.high
         h, a = cfg.horizon, cfg.action_dim
-        prior = self.check_prior(prior, device)
+        prior = start.prior
         _, num_samples = split_prior(prior, cfg.num_samples)
         if cfg.local_width is None:
             lo, hi = low.expand(h, a), high.expand(h, a)
         else:
-            centre = self.initial_mean(init_mean, device)
+            centre = start.mean
             width = cfg.local_width * (high - low) / 2
             lo = torch.maximum(centre - width, low)
             hi = torch.minimum(centre + width, high)
