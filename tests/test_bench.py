@@ -97,7 +97,10 @@ def test_counted_flops_match_architecture() -> None:
     actions = torch.rand(7, 3, TINY.action_dim) * 2 - 1
     noise = ref.draw_noise(7, 3, torch.Generator().manual_seed(0))
     counted, _ = bench.count_matmul_flops(fused.rollout_cost, actions, noise)
-    assert counted == _tdmpc2_flops_per_call(TINY, 7, 3, heads=2)
+    # the fused model multiplies the shared start latent by the first layers' z-part once
+    # (1 row, not 7): dynamics and reward first layers are L×M each
+    shared_start = 2 * (7 - 1) * TINY.latent_dim * 2 * TINY.mlp_dim
+    assert counted == _tdmpc2_flops_per_call(TINY, 7, 3, heads=2) - shared_start
     # the reference runs every Q head (as tdmpc2 does) and no two-hot matmul
     counted_ref, _ = bench.count_matmul_flops(ref.rollout_cost, actions, noise)
     expect = (

@@ -42,6 +42,10 @@ class SyntheticModel(nn.Module, ABC):
     discount: float
     #: trajectories the model's own policy contributes per plan (TD-MPC2's ``num_pi_trajs``)
     has_prior: bool = False
+    #: :meth:`step` accepts the ``1×S`` start state against ``B×A`` actions, so the state-only
+    #: part of the first transition is computed once per call instead of once per sequence
+    #: (possible because the planner seam shares one start state across all ``B`` sequences)
+    broadcast_start: bool = False
 
     @abstractmethod
     def initial_state(self) -> Tensor:
@@ -65,7 +69,9 @@ class SyntheticModel(nn.Module, ABC):
     def rollout_cost(self, actions: Tensor, noise: Noise) -> Tensor:
         """``B×H×A`` -> cost ``B`` = -(Σ_t γ^t r_t + γ^H V(s_H))."""
         batch, horizon, _ = actions.shape
-        state = self.initial_state().expand(batch, -1)
+        state = self.initial_state().reshape(1, -1)
+        if not self.broadcast_start:
+            state = state.expand(batch, -1)
         ret = actions.new_zeros(batch)
         steps = noise.get("step")
         for t in range(horizon):
@@ -246,8 +252,12 @@ class TDMPC2Fused(SyntheticModel):
       (vectorises) instead of over 8 adjacent floats; the permutation is folded into the weights;
     * the two-hot expectation ``softmax(x)·bins`` is ``exp(x-max) @ [bins, 1]``: one small matmul
       gives numerator and denominator;
-    * Mish via one ``exp`` (:func:`_mish`); weights stored ``in×out`` for ``addmm``.
+    * Mish via one ``exp`` (:func:`_mish`); weights stored ``in×out`` for ``addmm``;
+    * the first transition's ``z`` product is computed once for the shared start latent
+      (``broadcast_start``), not once per sequence.
     """
+
+    broadcast_start = True
 
     has_prior = True
     # buffers (weights stored in×out; q_* stacked over heads)
@@ -422,9 +432,9 @@ class TDMPC2Fused(SyntheticModel):
     def step(
         self, state: Tensor, action: Tensor, step_noise: Tensor | None
     ) -> tuple[Tensor, Tensor]:
-        batch, m = state.shape[0], self.size.mlp_dim
-        h = torch.addmm(self.step_b0, state, self.step_wz)  # B×2M: dynamics | reward
-        h = torch.addmm(h, action, self.step_wa)
+        batch, m = action.shape[0], self.size.mlp_dim
+        h = torch.addmm(self.step_b0, state, self.step_wz)  # B×2M (or 1×2M): dynamics | reward
+        h = torch.addmm(h.expand(batch, -1), action, self.step_wa)
         h = _mish(F.layer_norm(h.view(batch, 2, m), (m,)) * self.step_g0 + self.step_beta0)
         hd = self._ln_mish(
             torch.addmm(self.dyn_b1, h[:, 0], self.dyn_w1), self.dyn_g1, self.dyn_beta1
