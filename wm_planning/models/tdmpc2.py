@@ -387,7 +387,9 @@ class TDMPC2(LearnedModel):
         terminal_value ``B`` (see the module docstring)."""
         b, h, _ = actions.shape
         actions = actions.to(self.device)
-        z = state.latent.expand(b, -1)
+        # The shared 1×L start latent broadcasts in the first step, so its part of the first
+        # layer is computed once rather than once per sequence.
+        z = state.latent
         lats, logits = [], []
         for t in range(h):
             z, r = self.step(z, actions[:, t])
