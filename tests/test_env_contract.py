@@ -107,6 +107,10 @@ def test_goal_image_renders_goal_state(env) -> None:
 def test_success_iff_threshold(env) -> None:
     thr = env.spec.success_threshold
     env.reset(seed=6)
+    try:
+        env.evaluate()
+    except NotImplementedError as err:
+        pytest.skip(str(err))
     start, goal = env.get_state(), _goal_state_or_skip(env)
     env.set_state(goal)
     d_goal, ok = env.evaluate()

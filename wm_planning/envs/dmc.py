@@ -369,6 +369,18 @@ class DMCEnv(MujocoEnv):
     def goal_image(
         self, camera: str | None = None, size: tuple[int, int] | None = None
     ) -> np.ndarray:
+        return self._render_data(self._goal_data(), camera, size)
+
+    def goal_state(self) -> np.ndarray:
+        """:meth:`get_state` with the goal configuration posed (velocities zero)."""
+        d = self._goal_data()
+        sim = np.empty(mujoco.mj_stateSize(self.model, _STATE_SIG), np.float64)
+        mujoco.mj_getState(self.model, d, sim, _STATE_SIG)
+        extra = [getattr(self.model, f)[i].astype(np.float64).ravel() for f, i in self._model_state]
+        return np.concatenate([[float(self._ep.steps)], sim, *extra])
+
+    def _goal_data(self) -> mujoco.MjData:
+        """A scratch ``MjData`` posed with the goal achieved (the running simulation untouched)."""
         goal = self.task_info.goal
         if goal is None:
             raise NotImplementedError(
@@ -387,7 +399,7 @@ class DMCEnv(MujocoEnv):
         if goal.effector is not None and goal.target is not None:
             self._solve_goal_pose(d, goal)
         mujoco.mj_forward(m, d)
-        return self._render_data(d, camera, size)
+        return d
 
     def _point(self, d: mujoco.MjData, ref: str) -> tuple[np.ndarray, int]:
         """World position and body id of ``"geom:name"``/``"site:name"``/``"body:name"``."""
