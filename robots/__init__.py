@@ -12,6 +12,7 @@ This layer imports only mujoco and numpy (see ``docs/architecture.md``).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,29 @@ from typing import Literal
 import mujoco
 import numpy as np
 
-ASSETS = Path(__file__).resolve().parents[1] / "sim_assets"
+
+def share_path(name: str) -> Path:
+    """Where the package's data folder ``name`` (``sim_assets``, ``configs``) lives.
+
+    ``$WM_PLANNING_SHARE/<name>`` if set; else beside the package (a source checkout or editable
+    install); else the ament share directory of a ``colcon build`` install
+    (``share/wm_planning/<name>``, where setup.py puts it).
+    """
+    env = os.environ.get("WM_PLANNING_SHARE")
+    if env:
+        return Path(env) / name
+    local = Path(__file__).resolve().parents[1] / name
+    if local.is_dir():
+        return local
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("wm_planning")) / name
+    except Exception:  # not installed through ament, or ament_index_python absent
+        return local
+
+
+ASSETS = share_path("sim_assets")
 
 ActuatorMode = Literal["position", "torque"]
 

@@ -13,13 +13,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 
 def config_dir() -> Path:
-    """``$WM_PLANNING_CONFIGS`` if set, else ``configs/`` beside the package."""
+    """``$WM_PLANNING_CONFIGS`` if set, else ``configs/`` beside the package (or, for a colcon
+    install, in the package's ament share directory)."""
+    from robots import share_path
+
     env = os.environ.get("WM_PLANNING_CONFIGS")
-    path = Path(env) if env else REPO_ROOT / "configs"
+    path = Path(env) if env else share_path("configs")
     if not path.is_dir():
         raise FileNotFoundError(f"config directory {path} not found (set WM_PLANNING_CONFIGS)")
     return path
