@@ -168,3 +168,29 @@ def test_collect_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         main(["collect", f"out={tmp_path / 'x'}", "+randomization.gravity=1"])
     with pytest.raises(KeyError, match="unknown policy"):
         main(["collect", f"out={tmp_path / 'y'}", "policy=telepathy", "action_repeat=250"])
+
+
+def test_planner_policy_moves_the_arm_to_the_target() -> None:
+    """`policy=planner`: receding-horizon MPPI on the env's exact dynamics as the collector."""
+    from wm_planning import envs
+    from wm_planning.data import policies
+
+    env = envs.make("planar-reach")
+    policy = policies.make(
+        "planner",
+        env,
+        horizon=8,
+        num_samples=32,
+        num_elites=8,
+        iterations=1,
+        temperature=0.05,
+        init_std=0.25,
+    )
+    obs = env.reset(seed=1)
+    policy.reset(1)
+    start, _ = env.evaluate()
+    for _ in range(30):
+        obs, *_ = env.step(policy.act(obs))
+    end, _ = env.evaluate()
+    assert end < 0.5 * start
+    env.close()

@@ -73,15 +73,25 @@ class CorrelatedPolicy(Policy):
 
 @register("planner")
 class PlannerPolicy(Policy):
-    """Receding-horizon MPC on the exact dynamics of the env being collected from.
+    """Receding-horizon MPC (:class:`~wm_planning.control.Controller`) on the exact dynamics of
+    the env being collected from.
 
-    options: ``planner`` (registered name), ``horizon``, plus that planner's config fields.
+    options: ``planner`` (registered name), ``horizon``, ``replan_every``, plus that planner's
+    config fields.
     """
 
-    def __init__(self, env: Env, planner: str = "mppi", horizon: int = 10, **options: Any) -> None:
+    def __init__(
+        self,
+        env: Env,
+        planner: str = "mppi",
+        horizon: int = 10,
+        replan_every: int = 1,
+        **options: Any,
+    ) -> None:
         import torch
 
         from wm_planning import planners
+        from wm_planning.control import Controller
         from wm_planning.models.mujoco_dynamics import MujocoDynamics
 
         super().__init__(env)
@@ -90,33 +100,21 @@ class PlannerPolicy(Policy):
             inner = inner.env
         self.model = MujocoDynamics(inner)
         self.inner = inner
-        self.planner = planners.make(
+        plan = planners.make(
             planner,
             horizon=int(horizon),
             action_low=env.spec.action_low,
             action_high=env.spec.action_high,
             **options,
         )
-        self._torch = torch
         self._gen = torch.Generator()
-        self._mean: Any = None
-        self._carry: dict[str, Any] = {}
+        self.controller = Controller(plan, generator=self._gen, replan_every=int(replan_every))
 
     def reset(self, seed: int) -> None:
         super().reset(seed)
         self._gen.manual_seed(int(seed))
-        self._mean, self._carry = None, {}
+        self.controller.reset()
 
     def act(self, obs: Obs) -> np.ndarray:
-        torch = self._torch
-        state = self.inner.get_state()
-        res = self.planner(
-            self.model.objective(state), self._mean, generator=self._gen, carry=self._carry
-        )
-        plan = res.actions
-        # receding horizon: shift the plan (and any time-indexed carry) by one step
-        self._mean = torch.cat([plan[1:], plan[-1:]], dim=0)
-        self._carry = {
-            k: torch.cat([v[..., 1:, :], v[..., -1:, :]], dim=-2) for k, v in res.carry.items()
-        }
-        return plan[0].detach().cpu().numpy().astype(np.float64)
+        action = self.controller.act(self.model.objective(self.inner.get_state()))
+        return action.detach().cpu().numpy().astype(np.float64)
