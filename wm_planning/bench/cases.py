@@ -202,20 +202,11 @@ def _mppi(c: BenchCase) -> dict[str, Any]:
     }
 
 
+# iCEM takes CEM's options; it shrinks its population each iteration, so it scores fewer
+# sequences than CEM for the same options.
+@planner_options("icem")
 @planner_options("cem")
 def _cem(c: BenchCase) -> dict[str, Any]:
-    return {
-        "population": c.num_samples,
-        "elites": c.num_elites,
-        "iterations": c.iterations,
-        "init_std": c.init_std,
-        "min_std": c.min_std,
-    }
-
-
-@planner_options("icem")
-def _icem(c: BenchCase) -> dict[str, Any]:
-    # iCEM shrinks its population each iteration, so it scores fewer sequences than CEM.
     return {
         "population": c.num_samples,
         "elites": c.num_elites,

@@ -157,18 +157,25 @@ def _wait(procs: dict[str, subprocess.Popen[bytes]]) -> int:
         return 0
 
 
-@command(
-    "ros up", help="start the MuJoCo arm node and the planner node (ROS 2, separate processes)"
-)
-def up(argv: list[str]) -> int:
+def _options(name: str, argv: list[str]) -> Options | int:
+    """Parsed options, or the exit code after printing usage (``--help``: 0, bad input: 2)."""
     if "--help" in argv or "-h" in argv:
         print(USAGE)
         return 0
     try:
-        opts = parse(argv)
+        return parse(argv)
     except ValueError as e:
-        print(f"wm-plan ros up: {e}\n\n{USAGE}", file=sys.stderr)
+        print(f"wm-plan {name}: {e}\n\n{USAGE}", file=sys.stderr)
         return 2
+
+
+@command(
+    "ros up", help="start the MuJoCo arm node and the planner node (ROS 2, separate processes)"
+)
+def up(argv: list[str]) -> int:
+    opts = _options("ros up", argv)
+    if isinstance(opts, int):
+        return opts
     with tempfile.TemporaryDirectory(prefix="wm_ros_") as tmp:
         procs = start(opts.nodes, params_file(opts, Path(tmp)), ros_env())
         try:
@@ -179,14 +186,9 @@ def up(argv: list[str]) -> int:
 
 @command("ros bench", help="measure the planner node's input-to-command latency and control rate")
 def bench(argv: list[str]) -> int:
-    if "--help" in argv or "-h" in argv:
-        print(USAGE)
-        return 0
-    try:
-        opts = parse(argv)
-    except ValueError as e:
-        print(f"wm-plan ros bench: {e}\n\n{USAGE}", file=sys.stderr)
-        return 2
+    opts = _options("ros bench", argv)
+    if isinstance(opts, int):
+        return opts
     env = ros_env()
     with tempfile.TemporaryDirectory(prefix="wm_ros_") as tmp:
         params = params_file(opts, Path(tmp))
