@@ -42,6 +42,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ros_nodes.conversions import InputError, duration_to_seconds, rgb_to_image_fields
+from ros_nodes.runtime import spin_until_shutdown
 from ros_nodes.safety import ThrottledLog, TimedPlan
 
 
@@ -393,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         node = MujocoArmNode()
-        rclpy.spin(node)
+        spin_until_shutdown(node)
     except (KeyError, ValueError, FileNotFoundError) as e:  # bad parameters: one clear line
         rclpy.logging.get_logger("mujoco_arm").error(f"cannot start: {type(e).__name__}: {e}")
         code = 2

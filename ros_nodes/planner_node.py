@@ -54,6 +54,7 @@ from ros_nodes.conversions import (
     seconds_to_duration,
 )
 from ros_nodes.models import Goal, Observation, PlanningModel, make_model
+from ros_nodes.runtime import spin_until_shutdown
 from ros_nodes.safety import Gate, Limits, ThrottledLog, TimedPlan
 
 COMMAND_INTERFACES = ("joint_trajectory", "forward_command")
@@ -790,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 node.trigger_activate()
         if code == 0:
-            rclpy.spin(node)
+            spin_until_shutdown(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:
