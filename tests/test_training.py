@@ -85,6 +85,33 @@ def test_online_train_resume_and_eval(tmp_path: Path, capsys: pytest.CaptureFixt
     )
     assert "success" in capsys.readouterr().out
 
+    # shipping: the stripped checkpoint drops resume-only state and plans the same
+    small = tmp_path / "ship.pt"
+    assert cli(["checkpoint-strip", str(out / "checkpoint.pt"), str(small)]) == 0
+    stripped = load_checkpoint(small, expect_model="tdmpc2")
+    assert stripped.optimizer is None
+    assert not stripped.rng
+    assert small.stat().st_size < (out / "checkpoint.pt").stat().st_size
+    full_model, small_model = ck2.build_model(), stripped.build_model()
+    state = full_model.encode({"state": np.zeros(full_model.spec.obs_shapes["state"], np.float32)})
+    actions = torch.rand(5, 3, full_model.spec.action_dim) * 2 - 1
+    assert torch.equal(
+        full_model.rollout(state, actions).rewards, small_model.rollout(state, actions).rewards
+    )
+
+    # learning curve from the run's episodes.csv
+    png = tmp_path / "curve.png"
+    assert cli(["curves", str(out), "--out", str(png), "--reference", "published=-5"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_moving_average_is_trailing() -> None:
+    from wm_planning.training.curves import moving_average
+
+    np.testing.assert_allclose(moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1, 2, 4, 6])
+    with pytest.raises(ValueError, match="window"):
+        moving_average(np.ones(3), 0)
+
 
 def test_offline_train_from_collected_dataset(tmp_path: Path) -> None:
     data = tmp_path / "data"

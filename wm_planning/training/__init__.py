@@ -10,6 +10,7 @@ from .checkpoint import (
     CheckpointError,
     load_checkpoint,
     save_checkpoint,
+    strip_checkpoint,
 )
 from .trainer import TrainConfig, Trainer, make_env, train_offline, train_online
 
@@ -27,6 +28,7 @@ __all__ = [
     "make_planner",
     "run_episode",
     "save_checkpoint",
+    "strip_checkpoint",
     "train_offline",
     "train_online",
 ]

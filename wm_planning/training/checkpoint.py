@@ -113,6 +113,10 @@ def save_checkpoint(
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "rng": dict(rng or {}),
     }
+    return _write_atomic(data, path)
+
+
+def _write_atomic(data: dict[str, Any], path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -122,6 +126,31 @@ def save_checkpoint(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def strip_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Copy a checkpoint without what only resuming needs (optimizer moments, RNG states), for
+    shipping: the model, its options, data statistics and config stay, so plans are unchanged.
+    ``src`` is validated on the way (checksum, version)."""
+    ck = load_checkpoint(src)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": ck.model,
+        "model_options": ck.model_options,
+        "spec": ck.spec.to_dict(),
+        "weights": ck.weights,
+        "weights_sha256": weights_digest(ck.weights),
+        "data_stats": ck.data_stats,
+        "config": ck.config,
+        "step": ck.step,
+        "updates": ck.updates,
+        "optimizer": None,
+        "rng": {},
+    }
+    return _write_atomic(data, dst)
 
 
 def load_checkpoint(path: str | Path, expect_model: str | None = None) -> Checkpoint:
