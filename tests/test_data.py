@@ -194,3 +194,28 @@ def test_planner_policy_moves_the_arm_to_the_target() -> None:
     end, _ = env.evaluate()
     assert end < 0.5 * start
     env.close()
+
+
+@pytest.mark.parametrize("name", ["planar-reach", "panda-goal_reach"])
+def test_scripted_policy_heads_for_the_goal(name: str) -> None:
+    from wm_planning import envs
+    from wm_planning.data import policies
+
+    env = envs.make(name)
+    policy = policies.make("scripted", env, noise=0.05)
+    obs = env.reset(seed=2)
+    policy.reset(2)
+    start, _ = env.evaluate()
+    for _ in range(40):
+        obs, *_ = env.step(policy.act(obs))
+    end, _ = env.evaluate()
+    assert end < 0.3 * start
+    env.close()
+
+
+def test_scripted_policy_refuses_tasks_without_a_goal_configuration() -> None:
+    from wm_planning import envs
+    from wm_planning.data import policies
+
+    with pytest.raises(ValueError, match="goal configuration"):
+        policies.make("scripted", envs.make("panda-push"))

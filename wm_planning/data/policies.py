@@ -71,6 +71,55 @@ class CorrelatedPolicy(Policy):
         return self._a.copy()
 
 
+def _unwrap(env: Env) -> Env:
+    """The innermost env under wrappers such as ``RandomizedEnv`` (same model, same physics)."""
+    while hasattr(env, "env"):
+        env = env.env
+    return env
+
+
+@register("scripted")
+class ScriptedPolicy(Policy):
+    """A proportional joint-space controller toward the episode's goal configuration, plus
+    Gaussian exploration noise: purposeful, diverse data for the arm tasks whose goal is an arm
+    configuration (``reach``, ``goal_reach``).
+
+    gain: fraction of the remaining joint error commanded per step (before clipping to the
+    velocity box). noise: Gaussian std as a fraction of the half box.
+    """
+
+    TASKS = ("reach", "goal_reach")
+
+    def __init__(self, env: Env, gain: float = 0.3, noise: float = 0.2) -> None:
+        super().__init__(env)
+        inner: Any = _unwrap(env)  # an ArmEnv (checked below); its robot and task config
+        task = inner.spec.extra.get("task")
+        if task not in self.TASKS or not hasattr(inner, "split_state"):
+            raise ValueError(
+                f"the scripted policy drives an arm to its goal configuration; {env.spec.name} "
+                f"is not an arm task of {self.TASKS} (use policy=correlated or policy=planner)"
+            )
+        if not (0 < gain <= 1 and noise >= 0):
+            raise ValueError(f"need 0 < gain <= 1 and noise >= 0, got gain={gain}, noise={noise}")
+        self.inner: Any = inner
+        self.gain, self.noise = float(gain), float(noise)
+        # joint motion of a full-scale action in one control step (the env's own scaling)
+        self._vstep = np.asarray(inner.robot.velocity_limits) / inner.cfg.control_hz
+        self._goal: np.ndarray | None = None
+
+    def reset(self, seed: int) -> None:
+        super().reset(seed)
+        self._goal = None  # the goal differs per episode: read it after the env's reset
+
+    def act(self, obs: Obs) -> np.ndarray:
+        if self._goal is None:
+            self._goal = self.inner.split_state(self.inner.goal_state())["q_ref"].copy()
+        q_ref = self.inner.split_state(self.inner.get_state())["q_ref"]
+        a = self.gain * (self._goal - q_ref) / self._vstep
+        a = a + self.rng.normal(0.0, self.noise, a.shape) * (self.high - self.low) / 2
+        return np.clip(a, self.low, self.high)
+
+
 @register("planner")
 class PlannerPolicy(Policy):
     """Receding-horizon MPC (:class:`~wm_planning.control.Controller`) on the exact dynamics of
@@ -95,9 +144,7 @@ class PlannerPolicy(Policy):
         from wm_planning.models.mujoco_dynamics import MujocoDynamics
 
         super().__init__(env)
-        inner = env
-        while hasattr(inner, "env"):  # unwrap RandomizedEnv: same model, so same physics
-            inner = inner.env
+        inner = _unwrap(env)
         self.model = MujocoDynamics(inner)
         self.inner = inner
         plan = planners.make(
