@@ -31,9 +31,15 @@ stamp=".venv/.wm_planning_stamp"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing wm-planning and its dependencies into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
+  # Some machines' pip configs list local package folders that may not exist; pip warns once per
+  # package about each. Drop those lines, keep everything else (pipefail keeps pip's status).
+  pip_install() {
+    .venv/bin/python -m pip install -q "$@" 2>&1 \
+      | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  }
+  pip_install --upgrade pip
   # torch is pinned in pyproject; installing it first from its pin keeps pip from resolving another build.
-  .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[dev,bench,ros]"
+  pip_install "torch==2.13.0"
+  pip_install -e ".[dev,bench,ros]"
   echo "$want" > "$stamp"
 fi
