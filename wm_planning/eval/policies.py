@@ -306,7 +306,8 @@ class CheckpointPolicy(Policy):
                 train.get("replan_every", 1) if cfg.replan_every is None else cfg.replan_every
             ),
         )
-        name = train.get("model", type(self.model).__name__)
+        # the registered family name (the train config's `model` is the whole model group)
+        name = getattr(self.model, "name", "") or type(self.model).__name__
         self.label = cfg.label or f"{Path(cfg.checkpoint).parent.name}:{name}/{self.planner_name}"
 
     def reset(self, env: RandomizedEnv, seed: int) -> None:
