@@ -121,7 +121,7 @@ class Gradient(Planner):
     ) -> PlanResult:
         cfg = self.config
         device, low, high = start.device, start.low, start.high
-        centre, half = (low + high) / 2, (high - low) / 2
+        centre, half = (low + high) / 2, start.half
         h, a = cfg.horizon, cfg.action_dim
         prior = start.prior
         mean = start.mean

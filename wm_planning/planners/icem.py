@@ -97,7 +97,7 @@ class ICEM(Planner):
     ) -> PlanResult:
         cfg = self.config
         device, low, high = start.device, start.low, start.high
-        half = (high - low) / 2
+        half = start.half
         h, a = cfg.horizon, cfg.action_dim
         prior = start.prior
         noise = ColoredNoise(cfg.noise_beta, h, device)

@@ -112,7 +112,7 @@ class MPPI(Planner):
     ) -> PlanResult:
         cfg = self.config
         device, low, high = start.device, start.low, start.high
-        half = (high - low) / 2
+        half = start.half
         h, a = cfg.horizon, cfg.action_dim
         prior = start.prior
         _, num_samples = split_prior(prior, cfg.num_samples)

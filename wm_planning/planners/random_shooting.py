@@ -58,7 +58,7 @@ class RandomShooting(Planner):
             lo, hi = low.expand(h, a), high.expand(h, a)
         else:
             centre = start.mean
-            width = cfg.local_width * (high - low) / 2
+            width = cfg.local_width * start.half
             lo = torch.maximum(centre - width, low)
             hi = torch.minimum(centre + width, high)
         uniform = torch.rand(num_samples, h, a, generator=generator, device=device)
