@@ -497,7 +497,23 @@ class RSSMSize:
     discount: float = 1.0  # PlaNet sums rewards undiscounted
 
 
-class RSSMReference(SyntheticModel):
+class _RSSMBase(SyntheticModel):
+    """What both RSSM implementations share: the start state and the per-step state noise."""
+
+    size: RSSMSize
+    start: Tensor
+
+    def initial_state(self) -> Tensor:
+        return self.start
+
+    def draw_noise(self, batch: int, horizon: int, generator: torch.Generator) -> Noise:
+        eps = torch.randn(
+            horizon, batch, self.size.state_dim, generator=generator, device=generator.device
+        )
+        return {"step": eps.to(self.start.device)}
+
+
+class RSSMReference(_RSSMBase):
     """RSSM prior rollout + reward head, written the straightforward way.
 
     State ``B×(D+S)`` = ``[h, s]``. One step: ``x = relu(W[s, a])``, ``h' = GRU(x, h)``,
@@ -525,15 +541,6 @@ class RSSMReference(SyntheticModel):
         self.register_buffer("start", torch.randn(d + s, generator=gen))
         self.requires_grad_(False)
 
-    def initial_state(self) -> Tensor:
-        return self.start
-
-    def draw_noise(self, batch: int, horizon: int, generator: torch.Generator) -> Noise:
-        eps = torch.randn(
-            horizon, batch, self.size.state_dim, generator=generator, device=generator.device
-        )
-        return {"step": eps.to(self.start.device)}
-
     def step(
         self, state: Tensor, action: Tensor, step_noise: Tensor | None
     ) -> tuple[Tensor, Tensor]:
@@ -547,7 +554,7 @@ class RSSMReference(SyntheticModel):
         return hs, self.reward(hs).squeeze(-1)
 
 
-class RSSMFused(SyntheticModel):
+class RSSMFused(_RSSMBase):
     """:class:`RSSMReference` with repacked weights: the embedding's Linear split into state and
     action parts (no ``cat``), and the two Linears that read ``h'`` (prior hidden layer, reward's
     first layer, ``h`` part) run as one ``D×2Hd`` matmul."""
@@ -594,15 +601,6 @@ class RSSMFused(SyntheticModel):
         self.register_buffer("r2_b", r2.bias.clone())
         self.register_buffer("start", ref.start.clone())
         self.requires_grad_(False)
-
-    def initial_state(self) -> Tensor:
-        return self.start
-
-    def draw_noise(self, batch: int, horizon: int, generator: torch.Generator) -> Noise:
-        eps = torch.randn(
-            horizon, batch, self.size.state_dim, generator=generator, device=generator.device
-        )
-        return {"step": eps.to(self.start.device)}
 
     def step(
         self, state: Tensor, action: Tensor, step_noise: Tensor | None
