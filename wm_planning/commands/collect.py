@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from wm_planning.cli import command
 
 
@@ -81,7 +79,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, float]:
     """Run the collection; returns summary numbers (also printed by the command)."""
     from tqdm import tqdm
 
-    from wm_planning.data import DatasetWriter, Episode, policies
+    from wm_planning.data import DatasetWriter, EpisodeRecorder, policies
 
     env = make_env(cfg)
     try:
@@ -95,30 +93,14 @@ def collect(cfg: CollectConfig, progress: bool = True) -> dict[str, float]:
             seed = cfg.seed + i
             obs = env.reset(seed=seed)
             policy.reset(seed)
-            frames = [obs]
-            acts, rews, succ, term, trunc = [], [], [], [], []
+            rec = EpisodeRecorder(obs)
             done = False
             while not done:
                 a = policy.act(obs)
                 obs, r, te, tr, info = env.step(a)
-                frames.append(obs)
-                acts.append(a)
-                rews.append(r)
-                succ.append(info["success"])
-                term.append(te)
-                trunc.append(tr)
-                done = te or tr
+                done = rec.add(a, obs, r, te, tr, info)
                 bar.update(1)
-            ep = Episode(
-                obs={k: np.stack([f[k] for f in frames]) for k in frames[0]},
-                actions=np.asarray(acts),
-                rewards=np.asarray(rews),
-                success=np.asarray(succ),
-                terminated=np.asarray(term),
-                truncated=np.asarray(trunc),
-                seed=seed,
-                physics=env.physics_params(),
-            )
+            ep = rec.episode(seed, physics=env.physics_params())
             writer.add(ep)
             steps += len(ep)
             successes += bool(ep.success[-1])

@@ -1,7 +1,7 @@
 """Episode datasets: on-disk format (:mod:`.format`), sequence loader (:mod:`.loader`) and
 collection policies (:mod:`.policies`)."""
 
-from .format import FORMAT_VERSION, Dataset, DatasetError, DatasetWriter, Episode
+from .format import FORMAT_VERSION, Dataset, DatasetError, DatasetWriter, Episode, EpisodeRecorder
 from .loader import SequenceLoader
 
 __all__ = [
@@ -10,5 +10,6 @@ __all__ = [
     "DatasetError",
     "DatasetWriter",
     "Episode",
+    "EpisodeRecorder",
     "SequenceLoader",
 ]

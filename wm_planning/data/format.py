@@ -22,7 +22,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,60 @@ class Episode:
             truncated=arrays["truncated"],
             seed=int(arrays["seed"]),
             physics={k[8:]: v for k, v in arrays.items() if k.startswith("physics.")},
+        )
+
+
+class EpisodeRecorder:
+    """Collects one episode step by step and turns it into an :class:`Episode`.
+
+    keep_obs: store observations (needed for :meth:`episode`); ``False`` keeps only the scalars,
+    for evaluation loops that would otherwise hold every pixel frame.
+    """
+
+    def __init__(self, first_obs: Mapping[str, np.ndarray], keep_obs: bool = True) -> None:
+        self.keep_obs = keep_obs
+        self.frames: list[Mapping[str, np.ndarray]] = [first_obs] if keep_obs else []
+        self.actions: list[np.ndarray] = []
+        self.rewards: list[float] = []
+        self.success: list[bool] = []
+        self.terminated: list[bool] = []
+        self.truncated: list[bool] = []
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def add(
+        self,
+        action: np.ndarray,
+        obs: Mapping[str, np.ndarray],
+        reward: float,
+        terminated: bool,
+        truncated: bool,
+        info: Mapping[str, Any],
+    ) -> bool:
+        """Record one ``env.step`` (the action and what it returned); ``True`` when it ended the
+        episode."""
+        if self.keep_obs:
+            self.frames.append(obs)
+        self.actions.append(action)
+        self.rewards.append(float(reward))
+        self.success.append(bool(info["success"]))
+        self.terminated.append(bool(terminated))
+        self.truncated.append(bool(truncated))
+        return bool(terminated or truncated)
+
+    def episode(self, seed: int, physics: dict[str, np.ndarray] | None = None) -> Episode:
+        if not self.keep_obs:
+            raise ValueError("this recorder kept no observations (keep_obs=False)")
+        return Episode(
+            obs={k: np.stack([f[k] for f in self.frames]) for k in self.frames[0]},
+            actions=np.asarray(self.actions),
+            rewards=np.asarray(self.rewards),
+            success=np.asarray(self.success),
+            terminated=np.asarray(self.terminated),
+            truncated=np.asarray(self.truncated),
+            seed=seed,
+            physics=dict(physics or {}),
         )
 
 

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from wm_planning import costs, planners
 from wm_planning.control import Controller
-from wm_planning.data import Episode
+from wm_planning.data import Episode, EpisodeRecorder
 from wm_planning.envs import Env
 from wm_planning.models.registry import LatentState, LearnedModel
 
@@ -115,7 +115,7 @@ def run_episode(
     """One episode: ``act(obs) -> action``; ``on_step()`` after each env step (training updates).
     ``keep`` returns the :class:`Episode` for a buffer."""
     obs = env.reset(seed=seed)
-    frames, acts, rews, succ, term, trunc = [obs], [], [], [], [], []
+    rec = EpisodeRecorder(obs, keep_obs=keep)
     times: list[float] = []
     done = False
     while not done:
@@ -125,25 +125,8 @@ def run_episode(
         if agent is not None and agent.controller.last_result is not before:
             times.append(agent.controller.plan_time_s or time.perf_counter() - t0)
         obs, r, te, tr, info = env.step(a)
-        if keep:
-            frames.append(obs)
-        acts.append(a)
-        rews.append(r)
-        succ.append(bool(info["success"]))
-        term.append(te)
-        trunc.append(tr)
-        done = te or tr
+        done = rec.add(a, obs, r, te, tr, info)
         if on_step is not None:
             on_step()
-    ep = None
-    if keep:
-        ep = Episode(
-            obs={k: np.stack([f[k] for f in frames]) for k in frames[0]},
-            actions=np.asarray(acts),
-            rewards=np.asarray(rews),
-            success=np.asarray(succ),
-            terminated=np.asarray(term),
-            truncated=np.asarray(trunc),
-            seed=seed,
-        )
-    return EpisodeStats(float(np.sum(rews)), bool(succ[-1]), len(acts), times, ep)
+    ep = rec.episode(seed) if keep else None
+    return EpisodeStats(float(np.sum(rec.rewards)), rec.success[-1], len(rec), times, ep)
