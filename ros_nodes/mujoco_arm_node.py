@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
 import sys
 import threading
 import time
@@ -42,7 +41,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ros_nodes.conversions import InputError, duration_to_seconds, rgb_to_image_fields
-from ros_nodes.runtime import spin_until_shutdown
+from ros_nodes.runtime import shut_down, spin_until_shutdown
 from ros_nodes.safety import ThrottledLog, TimedPlan
 
 
@@ -401,14 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:
-        # A second Ctrl-C (a terminal signals the whole process group, then `wm-plan ros up`
-        # forwards one) must not interrupt the teardown.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        shut_down(node, node.close if node is not None else None)
     return code
 
 

@@ -19,7 +19,6 @@ import contextlib
 import json
 import math
 import queue
-import signal
 import sys
 import threading
 import time
@@ -54,7 +53,7 @@ from ros_nodes.conversions import (
     seconds_to_duration,
 )
 from ros_nodes.models import Goal, Observation, PlanningModel, make_model
-from ros_nodes.runtime import spin_until_shutdown
+from ros_nodes.runtime import shut_down, spin_until_shutdown
 from ros_nodes.safety import Gate, Limits, ThrottledLog, TimedPlan
 
 COMMAND_INTERFACES = ("joint_trajectory", "forward_command")
@@ -795,13 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:
-        # A second Ctrl-C (a terminal signals the whole process group, then `wm-plan ros up`
-        # forwards one) must not interrupt the teardown.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        node._teardown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        shut_down(node, node._teardown)
     return code
 
 

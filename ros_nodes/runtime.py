@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
+
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -22,3 +25,17 @@ def spin_until_shutdown(node: Node) -> None:
     except Exception:
         if rclpy.ok():
             raise
+
+
+def shut_down(node: Node | None, close: Callable[[], None] | None = None) -> None:
+    """Orderly end of a node process: ``close()`` (the node's own resources), destroy the node,
+    shut rclpy down."""
+    # A second Ctrl-C (a terminal signals the whole process group, then `wm-plan ros up`
+    # forwards one) must not interrupt the teardown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if node is not None:
+        if close is not None:
+            close()
+        node.destroy_node()
+    if rclpy.ok():
+        rclpy.shutdown()
