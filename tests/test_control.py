@@ -3,7 +3,6 @@ reset and clamping. A scripted planner makes every plan known in advance."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,14 +15,6 @@ from wm_planning.planners import Planner, PlannerConfig, PlanResult
 
 H, A = 4, 2
 LOW, HIGH = (-1.0, 0.0), (1.0, 2.0)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Scripted(Planner):

@@ -4,7 +4,6 @@ anti-collapse guard and a short training run."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +21,6 @@ from wm_planning.models.encoders import (
     make_encoder,
 )
 from wm_planning.models.registry import ModelSpec, make_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny convolutions on a shared 2-core box: intra-op threads thrash (100x slower measured).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # tiny DINOv2 architecture: dim 32, 2 blocks, 2 heads, patch 4, trained at 16 px (4×4 grid)
 TINY = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 4, "pretrain_size": 16}

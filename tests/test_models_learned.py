@@ -14,8 +14,6 @@ from wm_planning.models.tdmpc2 import simnorm, two_hot, two_hot_inv
 from wm_planning.training import CheckpointError, load_checkpoint, save_checkpoint
 from wm_planning.training.agent import make_planner
 
-torch.set_num_threads(1)  # tiny models: threads only add contention on shared CPUs
-
 SPEC = ModelSpec({"state": (6,), "pixels": (64, 64, 3)}, action_dim=2, episode_length=50)
 TINY = {
     "tdmpc2": {"latent_dim": 16, "mlp_dim": 32, "enc_dim": 32, "num_q": 3},

@@ -4,7 +4,7 @@ warm starts, priors, NaN handling, the registry and the Hydra YAMLs."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,15 +112,6 @@ SMALL: dict[str, dict[str, Any]] = {
     "gradient": {"iterations": 5, "lr": 0.1, "num_starts": 3},
     "random_shooting": {"num_samples": 64},
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """These problems are tiny: intra-op threads only contend on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def gen(seed: int) -> torch.Generator:

@@ -3,10 +3,7 @@ and the designated-pixel cost plans them toward the target."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
-import pytest
 import torch
 from torch import Tensor
 
@@ -14,16 +11,6 @@ from wm_planning import costs, planners
 from wm_planning.costs_visual import DesignatedPixelCost, pixel_grid_distance
 from wm_planning.models.registry import ModelSpec, make_model
 from wm_planning.models.visual_foresight import CDNA, VisualForesightConfig, apply_kernels
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny convolutions on a shared 2-core box: intra-op threads thrash (100x slower measured).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 SPEC = ModelSpec({"pixels": (16, 16, 3)}, action_dim=2, episode_length=20)
 
