@@ -1,13 +1,15 @@
 """Measurement client for ``wm-plan ros bench`` (run by it beside the arm and planner nodes).
 
-Sends a new joint goal every ``period`` seconds for ``duration`` seconds, counts the command
+Sends a new goal every ``period`` seconds for ``duration`` seconds, counts the command
 messages the planner publishes, and prints one JSON line with the planner's own measurements from
 ``~/status``: input-to-command latency p50/p99 (joint state received -> command published),
 plan time, tick and plan rates, deadline misses, clamped commands.
 
 Usage: ``python -m ros_nodes.bench duration=30 params_file=configs/ros/planar.yaml [period=3]
-[goal=joints|image]``; ``goal=image`` sends each goal as the scene rendered at the goal
-configuration (``ArmEnv.render``), exercising the image-goal planning path.
+[goal=joints|pose|image]``; ``goal=pose`` sends end-effector positions drawn as the ``pose_task``
+(a reach task) draws its targets, ``goal=image`` the scene rendered at the goal configuration
+(``ArmEnv.render``), exercising the image-goal planning path. A goal counts as reached within
+0.1 rad (joint and image goals) or 5 cm (pose goals) when the next one is sent.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from typing import Any
 import numpy as np
 import rclpy
 import yaml
+from geometry_msgs.msg import Point, PoseStamped
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 import robots
+
+GOAL_KINDS = ("joints", "pose", "image")
 
 
 def _params(path: Path) -> dict[str, Any]:
@@ -41,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     duration = float(args.get("duration", 30))
     period = float(args.get("period", 3))
     kind = args.get("goal", "joints")
-    if kind not in ("joints", "image"):
-        raise SystemExit(f"goal must be joints or image, got {kind!r}")
+    if kind not in GOAL_KINDS:
+        raise SystemExit(f"goal must be one of {GOAL_KINDS}, got {kind!r}")
     params = _params(Path(args["params_file"]))
     robot = robots.get(params.get("robot", "planar"))
     env: Any = None
@@ -72,10 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     goal_pub = node.create_publisher(JointState, "/wm_planner/goal_joints", 10)
     image_pub = node.create_publisher(Image, "/wm_planner/goal_image", 10)
-    if kind == "image":
+    pose_pub = node.create_publisher(PoseStamped, "/wm_planner/goal_pose", 10)
+    if kind != "joints":
         from wm_planning.envs.arm import ArmEnv
 
-        env = ArmEnv(robot, params.get("task", "goal_reach"))
+        task = params.get("pose_task", "reach") if kind == "pose" else params.get("task")
+        env = ArmEnv(robot, task or "goal_reach")
+
+    def reached(goal: Any) -> bool:
+        if not q:
+            return False
+        if kind != "pose":
+            return bool(np.max(np.abs(q[-1] - goal)) < 0.1)
+        env.set_joints(q[-1])
+        return bool(np.linalg.norm(env.ee_pos() - goal) < 0.05)
+
     try:
         end = time.monotonic() + 180
         while not (status and status[-1]["input_ages_ms"].get("joint_states") is not None):
@@ -86,18 +102,25 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(0)
         home, lo, hi = np.asarray(robot.home), robot.lower, robot.upper
         t0 = time.monotonic()
-        next_goal, goals, reached = t0, 0, 0
-        goal = home
+        next_goal, goals, n_reached = t0, 0, 0
+        goal: Any = home
         while time.monotonic() - t0 < duration:
             now = time.monotonic()
             if now >= next_goal:
-                if goals and q and np.max(np.abs(q[-1] - goal)) < 0.1:
-                    reached += 1
+                if goals and reached(goal):
+                    n_reached += 1
                 goal = np.clip(home + rng.uniform(-0.8, 0.8, size=home.size), lo + 0.1, hi - 0.1)
-                if env is None:
+                if kind == "joints":
                     goal_pub.publish(
                         JointState(name=list(robot.joint_names), position=goal.tolist())
                     )
+                elif kind == "pose":
+                    env.reset(seed=goals)  # a target as the reach task samples them
+                    goal = env.target.copy()
+                    msg = PoseStamped()
+                    msg.header.frame_id = params.get("world_frame", "world")
+                    msg.pose.position = Point(x=float(goal[0]), y=float(goal[1]), z=float(goal[2]))
+                    pose_pub.publish(msg)
                 else:
                     # Pixel costs are local: image goals stay near the current configuration.
                     start = q[-1] if q else home
@@ -114,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 goals += 1
                 next_goal = now + period
             rclpy.spin_once(node, timeout_sec=0.01)
-        if q and np.max(np.abs(q[-1] - goal)) < 0.1:
-            reached += 1
+        if reached(goal):
+            n_reached += 1
         s = status[-1] if status else {}
         in_window = [t for t in commands if t >= t0]
         print(
@@ -125,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                     "goal": kind,
                     "duration_s": duration,
                     "goals": goals,
-                    "goals_reached_within_0.1rad": reached,
+                    "goals_reached": n_reached,
+                    "reached_within": "5 cm" if kind == "pose" else "0.1 rad",
                     "latency_ms": s.get("latency_ms"),
                     "plan_time_ms_p50": s.get("plan_time_ms"),
                     "tick_rate_hz": s.get("tick_rate_hz"),

@@ -4,10 +4,10 @@ A :class:`PlanningModel` turns the node's inputs (measured joints, the node's se
 ``q_ref``, an optional camera image) and a :class:`Goal` into the planners' objective
 ``B×H×A -> B``, and maps a planned action sequence to timed joint-position commands. Adapters
 register with ``@register_model("name")`` and are built with :func:`make_model`; the node's
-``model`` parameter picks one, so a learned model (PlaNet, TD-MPC2, DINO-WM...) plugs in as one
-more module here wrapping its :class:`~wm_planning.models.base.WorldModel` (``encode`` the image
-and joints, a cost from :mod:`wm_planning.costs` such as ``goal_latent`` on the encoded goal
-image, and the same action-to-command mapping as the env it was trained on).
+``model`` parameter picks one: ``mujoco`` (the simulator as world model) or ``checkpoint`` (any
+learned model trained by ``wm-plan train``: its :class:`~wm_planning.models.base.WorldModel`
+encodes the observation the model was trained on, a cost from :mod:`wm_planning.costs` scores
+its rollouts, and commands use the same action-to-position mapping as its training env).
 
 This module imports no ROS, so it is tested without rclpy.
 """
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import mujoco
 import numpy as np
@@ -25,10 +25,14 @@ import torch
 from torch import Tensor
 
 from robots import Robot
-from wm_planning.costs import Cost, GoalPixelCost, RewardCost, make_objective
+from wm_planning.costs import Cost, GoalLatentCost, GoalPixelCost, RewardCost, make_objective
 from wm_planning.models.base import Rollout, WorldModel
 from wm_planning.planners.base import Objective
 from wm_planning.registry import Registry
+
+if TYPE_CHECKING:
+    from wm_planning.envs.arm import ArmEnv
+    from wm_planning.models.registry import LatentState, LearnedModel
 
 GoalKind = Literal["joints", "pose", "image"]
 GOAL_KINDS: tuple[GoalKind, ...] = ("joints", "pose", "image")
@@ -55,6 +59,15 @@ class Goal:
 
 class GoalUnsupported(ValueError):
     """The model cannot plan towards this kind of goal (reported in the node's status)."""
+
+
+@dataclass(frozen=True)
+class PlannerChoice:
+    """A planner as a model plans with it: ``configs/planner/<name>.yaml`` updated by
+    ``options`` (what :func:`wm_planning.training.agent.make_planner` builds)."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class PlanningModel(ABC):
@@ -87,6 +100,19 @@ class PlanningModel(ABC):
         render."""
         return None
 
+    def default_planner(self) -> PlannerChoice | None:
+        """The planner this model is meant to plan with (the node uses it when its ``planner``
+        parameter is empty), or None."""
+        return None
+
+    def prior(
+        self, obs: Observation, goal: Goal, horizon: int, generator: torch.Generator
+    ) -> Tensor | None:
+        """``P×H×A`` sequences the planner scores beside its samples (its ``prior``, e.g.
+        TD-MPC2's policy rollouts), or None. The node calls it right after :meth:`objective` for
+        the same ``obs`` and ``goal``; ``generator`` is the planning randomness."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release renderers and thread pools."""
 
@@ -102,6 +128,35 @@ def make_model(name: str, **options: Any) -> PlanningModel:
     """Build a registered adapter; ``options``: robot, task, pose_task, checkpoint, camera,
     image_size, threads (each adapter rejects what it cannot use)."""
     return _MODELS.get(name)(**options)
+
+
+# -- shared by the adapters of ArmEnv-based models -------------------------------------------------
+def set_arm_state(env: ArmEnv, obs: Observation, target: np.ndarray) -> np.ndarray:
+    """Put ``env`` at the measured joints and velocities of ``obs``, its servo target at
+    ``obs.q_ref`` and the task target at ``target``; returns the env state vector (float64)."""
+    robot = env.robot
+    n = robot.n_joints
+    for name, v in (("q", obs.q), ("qd", obs.qd), ("q_ref", obs.q_ref)):
+        if np.shape(v) != (n,) or not np.all(np.isfinite(v)):
+            raise ValueError(f"observation {name} must be {n} finite values, got {v}")
+    env.set_joints(np.asarray(obs.q, dtype=float))
+    m = env.model
+    for j, qd in zip(robot.joint_names, obs.qd, strict=True):
+        env.data.qvel[m.jnt_dofadr[m.joint(j).id]] = qd
+    state = np.asarray(env.get_state(), dtype=np.float64)
+    parts = env.split_state(state)  # views into ``state``
+    parts["q_ref"][:] = np.clip(obs.q_ref, robot.lower, robot.upper)
+    parts["target"][:] = target
+    env.set_state(state)  # servo targets, target marker and derived quantities follow
+    return np.asarray(env.get_state(), dtype=np.float64)
+
+
+def arm_commands(env: ArmEnv, q_ref: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """``H×A`` actions -> ``H×n`` servo targets after each env step, integrated from ``q_ref``
+    exactly as ``env.step`` does (actions clipped to the env's box first)."""
+    a = np.clip(np.asarray(actions, dtype=float), env.spec.action_low, env.spec.action_high)
+    _, q_refs = env.controls(np.asarray(q_ref, dtype=float)[None], a[None])
+    return np.asarray(q_refs[0])
 
 
 # -- exact physics ---------------------------------------------------------------------------------
@@ -192,21 +247,9 @@ class MujocoModel(PlanningModel):
     def sim_state(self, obs: Observation, goal: Goal) -> np.ndarray:
         """The env state vector of ``obs`` with the goal as the task target."""
         env = self.envs[self._kind(goal)]
-        n = self.robot.n_joints
-        for name, v in (("q", obs.q), ("qd", obs.qd), ("q_ref", obs.q_ref)):
-            if np.shape(v) != (n,) or not np.all(np.isfinite(v)):
-                raise ValueError(f"observation {name} must be {n} finite values, got {v}")
-        env.set_joints(np.asarray(obs.q, dtype=float))
-        m = env.model
-        for j, qd in zip(self.robot.joint_names, obs.qd, strict=True):
-            env.data.qvel[m.jnt_dofadr[m.joint(j).id]] = qd
-        state = np.asarray(env.get_state(), dtype=np.float64)
-        parts = env.split_state(state)  # views into ``state``
-        parts["q_ref"][:] = np.clip(obs.q_ref, self.robot.lower, self.robot.upper)
         # An image goal has no task target; the pixel cost ignores it.
-        parts["target"][:] = obs.q if goal.kind == "image" else np.asarray(goal.value, dtype=float)
-        env.set_state(state)  # servo targets, target marker and derived quantities follow
-        return np.asarray(env.get_state(), dtype=np.float64)
+        target = obs.q if goal.kind == "image" else np.asarray(goal.value, dtype=float)
+        return set_arm_state(env, obs, target)
 
     def _render_physics(self, kind: str, phys: np.ndarray) -> np.ndarray:
         env = self.envs[kind]
@@ -244,10 +287,7 @@ class MujocoModel(PlanningModel):
         return make_objective(model, state, cost)
 
     def commands(self, q_ref: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        env = self.envs["joints"]
-        a = np.clip(np.asarray(actions, dtype=float), self.action_low, self.action_high)
-        _, q_refs = env.controls(np.asarray(q_ref, dtype=float)[None], a[None])
-        return np.asarray(q_refs[0])
+        return arm_commands(self.envs["joints"], q_ref, actions)
 
     def imagine(self, obs: Observation, goal: Goal, actions: np.ndarray) -> np.ndarray | None:
         kind = self._kind(goal)
@@ -266,3 +306,204 @@ class MujocoModel(PlanningModel):
             dyn.close()
         for env in self.envs.values():
             env.close()
+
+
+# -- learned checkpoints ---------------------------------------------------------------------------
+#: The goal a state-observing checkpoint is steered by, per task kind of its training env. A
+#: ``reach`` env observes its target (the end-effector position), so a pose goal becomes that
+#: target and the trained reward (+ value) scores the plan. A ``goal_reach`` env hides its target
+#: from the observation, so the reward model cannot know a goal: a joint goal is scored as the
+#: latent distance to the encoded observation at the goal configuration instead.
+_STATE_GOALS: dict[str, GoalKind] = {"reach": "pose", "goal_reach": "joints"}
+
+
+@register_model("checkpoint")
+class CheckpointModel(PlanningModel):
+    """A learned world model trained by ``wm-plan train`` (TD-MPC2, PlaNet...; from states or
+    pixels), planned with as :class:`~wm_planning.eval.policies.CheckpointPolicy` does.
+
+    The checkpoint decides the rest: its training env (an :class:`~wm_planning.envs.arm.ArmEnv`
+    of the node's ``robot``; ``task``/``pose_task`` are ignored) gives the observation layout, the
+    control period, the action box and the action-to-position mapping; its planner name and
+    options are :meth:`default_planner`; TD-MPC2's ``num_prior`` policy rollouts are
+    :meth:`prior`. Observations are built by putting the env at the node's inputs and reading the
+    env's own observation function, so they match training exactly; pixel models read the camera
+    image (``needs_image``) at the checkpoint's image size. The model state is encoded from the
+    current inputs alone (``Agent`` filters it over the executed actions instead, which matters
+    for recurrent models such as PlaNet).
+
+    Goals (:data:`_STATE_GOALS`): state models of ``reach`` take ``pose`` goals (reward cost, as
+    in training); of ``goal_reach`` ``joints`` goals (latent distance to the goal configuration,
+    :class:`~wm_planning.costs.GoalLatentCost`). Pixel models see their target only in the camera
+    image, so they take ``image`` goals (latent distance to the encoded goal image); how well a
+    latent distance leads to a goal depends on the model and its training.
+    """
+
+    def __init__(
+        self,
+        *,
+        robot: str,
+        task: str = "",
+        pose_task: str = "",
+        checkpoint: str = "",
+        camera: str = "",
+        image_size: tuple[int, int] = (64, 64),
+        threads: int = 1,
+    ) -> None:
+        from wm_planning.envs.arm import ARM_TASKS, ArmEnv
+        from wm_planning.training import load_checkpoint, make_env
+
+        if not checkpoint:
+            raise ValueError(
+                "model 'checkpoint' needs the checkpoint parameter: a checkpoint.pt of `wm-plan train`"
+            )
+        ck = load_checkpoint(checkpoint)  # CheckpointError naming the file: missing, corrupt...
+        train = ck.config
+        env_name = str(train.get("env") or "")
+        arms = sorted(f"{r}-{t}" for r, t in ARM_TASKS)
+        if env_name not in arms:
+            raise ValueError(
+                f"checkpoint {checkpoint} was trained on env {env_name!r}; the planner node drives "
+                f"arms and needs a checkpoint of an arm env ({', '.join(arms)})"
+            )
+        self.net: LearnedModel = ck.build_model("cpu")
+        spec = self.net.spec
+        # The env exactly as the trainer built it (task preset included); pixels come from the
+        # camera, so the env never renders.
+        env = make_env(env_name, False, int(train.get("image_size", 64)))
+        assert isinstance(env, ArmEnv)
+        self.env = env
+        if env.robot.name != robot:
+            env.close()
+            raise ValueError(
+                f"checkpoint {checkpoint} was trained on {env_name} (robot {env.robot.name!r}) "
+                f"but the node's robot is {robot!r}"
+            )
+        key = self.net.obs_key
+        if spec.action_dim != env.spec.action_dim or (
+            not self.net.pixels and spec.obs_shapes[key] != tuple(env.spec.obs_shapes[key])
+        ):
+            env.close()
+            raise ValueError(
+                f"checkpoint {checkpoint}: the model takes {key} {spec.obs_shapes[key]} and "
+                f"{spec.action_dim} actions but {env_name} now gives "
+                f"{tuple(env.spec.obs_shapes.get(key, ()))} and {env.spec.action_dim}; the task "
+                "changed since training"
+            )
+        self.checkpoint = checkpoint
+        self.robot = env.robot
+        self.dt = env.spec.control_dt
+        self.action_low, self.action_high = env.spec.action_low, env.spec.action_high
+        self.needs_image = self.net.pixels
+        shape = spec.obs_shapes[key]
+        self.image_size = (int(shape[0]), int(shape[1])) if self.net.pixels else env.spec.image_size
+        self.task_kind = env.cfg.task
+        goal = "image" if self.net.pixels else _STATE_GOALS.get(self.task_kind)
+        self.goal_kinds = frozenset({goal} if goal is not None else ())
+        self._goal_costs: dict[GoalKind, Callable[[Goal], tuple[np.ndarray, Cost]]] = {
+            "pose": self._pose_goal,
+            "joints": self._joints_goal,
+            "image": self._image_goal,
+        }
+        self._planner = PlannerChoice(
+            str(train.get("planner") or self.net.default_planner),
+            dict(train.get("planner_options") or {}),
+        )
+        self.num_prior = int(train.get("num_prior", 0))
+        self._last: tuple[Observation, Goal, LatentState] | None = None
+
+    # -- observations -----------------------------------------------------------------------------
+    def observation(self, obs: Observation, target: np.ndarray) -> dict[str, np.ndarray]:
+        """The observation dict the model was trained on (``state``, ``proprio`` and, for pixel
+        models, ``pixels`` = the camera image) for the node's inputs with ``target`` as the task
+        target."""
+        set_arm_state(self.env, obs, target)
+        out = dict(self.env._obs(with_pixels=False))  # the env's own layout, as in training
+        if self.net.pixels:
+            out["pixels"] = self._image(obs.image, "camera image")
+        return out
+
+    def _image(self, img: np.ndarray | None, what: str) -> np.ndarray:
+        want = (*self.image_size, 3)
+        if img is None:
+            raise ValueError(f"{what} missing: checkpoint {self.checkpoint} plans from pixels")
+        img = np.asarray(img)
+        if img.shape != want or img.dtype != np.uint8:
+            raise ValueError(f"{what} must be {want} uint8, got {img.shape} {img.dtype}")
+        return img
+
+    @torch.no_grad()
+    def encode(self, obs: Mapping[str, np.ndarray]) -> LatentState:
+        """Model state for one observation dict (what ``Agent`` plans from on a fresh start)."""
+        return self.net.observe(None, None, obs)
+
+    # -- goals: (task target in the observation, cost) ----------------------------------------------
+    def _no_target(self) -> np.ndarray:
+        return np.zeros(self.env.task.target_dim())
+
+    def _pose_goal(self, goal: Goal) -> tuple[np.ndarray, Cost]:
+        return np.asarray(goal.value, dtype=float), RewardCost(**self.net.default_cost_options())
+
+    def _joints_goal(self, goal: Goal) -> tuple[np.ndarray, Cost]:
+        q = np.asarray(goal.value, dtype=float)  # the goal_reach target (n joints)
+        at_goal = Observation(q, np.zeros_like(q), q)  # settled at the goal, as goal_state()
+        z = self.encode(self.observation(at_goal, q)).latent
+        return q, GoalLatentCost(z[0])
+
+    def _image_goal(self, goal: Goal) -> tuple[np.ndarray, Cost]:
+        img = self._image(goal.value, "goal image")
+        obs = {self.net.obs_key: img}
+        return self._no_target(), GoalLatentCost(self.encode(obs).latent[0])
+
+    # -- PlanningModel ----------------------------------------------------------------------------
+    def objective(self, obs: Observation, goal: Goal) -> Objective:
+        if goal.kind not in self.goal_kinds:
+            raise GoalUnsupported(
+                f"checkpoint {self.checkpoint} ({'pixels' if self.net.pixels else 'state'}, "
+                f"{self.task_kind}) plans towards {sorted(self.goal_kinds) or 'no'} goals, "
+                f"not {goal.kind}"
+            )
+        target, cost = self._goal_costs[goal.kind](goal)
+        if target.shape != (self.env.task.target_dim(),) or not np.all(np.isfinite(target)):
+            raise ValueError(
+                f"{goal.kind} goal must be {self.env.task.target_dim()} finite values, got {target}"
+            )
+        state = self.encode(self.observation(obs, target))
+        self._last = (obs, goal, state)
+        return make_objective(self.net, state, cost)
+
+    def _state(self, obs: Observation, goal: Goal) -> LatentState:
+        last = self._last
+        if last is not None and last[0] is obs and last[1] is goal:
+            return last[2]  # encoded by objective() for this plan
+        self.objective(obs, goal)
+        assert self._last is not None
+        return self._last[2]
+
+    def commands(self, q_ref: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        return arm_commands(self.env, q_ref, actions)
+
+    def default_planner(self) -> PlannerChoice:
+        """The checkpoint's training planner: ``planner`` (or the model family's default) with
+        ``planner_options``, as :class:`~wm_planning.eval.policies.CheckpointPolicy` uses it."""
+        return self._planner
+
+    @torch.no_grad()
+    def prior(
+        self, obs: Observation, goal: Goal, horizon: int, generator: torch.Generator
+    ) -> Tensor | None:
+        if self.num_prior < 1:
+            return None
+        return self.net.policy_prior(self._state(obs, goal), horizon, self.num_prior, generator)
+
+    @torch.no_grad()
+    def imagine(self, obs: Observation, goal: Goal, actions: np.ndarray) -> np.ndarray | None:
+        if "frames" not in self.net.provides:
+            return None  # state models and latent-only pixel models predict no pictures
+        a = torch.as_tensor(actions, dtype=torch.float32)[None]
+        frames = self.net.rollout(self._state(obs, goal), a).frames
+        assert frames is not None
+        return (frames[0, -1].clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy().copy()
+
+    def close(self) -> None:
+        self.env.close()

@@ -7,8 +7,16 @@ header stamp starts now) and ``/<controller>/commands`` (position commands; non-
 keep their previous value); holds the measured position when no command arrived for
 ``command_timeout`` seconds; offers ``~/reset_world`` (std_srvs/Trigger). The scene is the
 :class:`~wm_planning.envs.arm.ArmEnv` of (robot, task), so the camera sees what the planner's
-exact-physics model renders; ``randomization`` names a ``configs/randomization`` option applied
-to the physics at start and on every reset.
+exact-physics model renders; ``randomization`` names a ``configs/randomization`` option (plus
+``randomization_overrides``, ``knob=value`` entries) applied to the physics at start and on
+every reset.
+
+Evaluation episodes (``wm-plan eval path=ros``, ``ros_nodes/eval_client.py``): with the
+parameter ``episode_seed`` >= 0, ``~/reset_world`` resets the task env with that seed, i.e. the
+start configuration, goal and physics sample of the in-process harness's episode for that seed;
+``~/start_episode`` (Trigger) then scores the next ``episode_steps`` control periods with the
+task's own definition (``ArmEnv.evaluate``: distance and success; the env reward per period).
+Both are reported as JSON on ``~/episode`` (std_msgs/String, transient local).
 
 Time: the physics runs in its own thread at ``real_time_factor`` × wall time (0: as fast as
 possible). With ``publish_clock`` the node publishes ``/clock`` and stamps messages with simulated
@@ -18,6 +26,7 @@ time (pair it with ``use_sim_time`` in other nodes).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import threading
@@ -30,13 +39,14 @@ import numpy as np
 import rclpy
 import rclpy.executors
 import rclpy.logging
+import yaml
 from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -60,6 +70,40 @@ class _Command:
     received: float = -math.inf  # sim time of the last command message
 
 
+@dataclass
+class _Episode:
+    """Scoring of one evaluation episode, one record per control period of simulated physics
+    (``substeps`` physics steps, as ``ArmEnv.step``), like the in-process harness's steps."""
+
+    seed: int
+    steps: int
+    substeps: int
+    q_ref: np.ndarray  # servo target at the last period boundary
+    initial_distance: float
+    count: int = 0  # physics steps since the start
+    step: int = 0
+    ret: float = 0.0
+    ever_success: bool = False
+    distance: float = math.nan
+    success: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.step >= self.steps
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "phase": "done" if self.done else "running",
+            "seed": self.seed,
+            "steps": self.step,
+            "return": self.ret,
+            "initial_distance": self.initial_distance,
+            "final_distance": self.distance,
+            "success": self.success,
+            "ever_success": self.ever_success,
+        }
+
+
 class MujocoArmNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("mujoco_arm", **kwargs)
@@ -71,9 +115,14 @@ class MujocoArmNode(Node):
         self.robot = self.env.robot
         m = self.env.model
         self.model, self.data = m, self.env.data
-        self._randomizer = self._make_randomizer(p["randomization"])
+        self._randomizer = self._make_randomizer(
+            p["randomization"], list(p["randomization_overrides"])
+        )
         self._seed = int(p["seed"])
         self._resets = 0
+        self._episode: _Episode | None = None
+        # env action that moves the servo target this far in one control period (ArmEnv.step)
+        self._vstep = np.asarray(self.robot.velocity_limits) * self.env.spec.control_dt
         self._qadr = np.array([m.jnt_qposadr[m.joint(j).id] for j in self.robot.joint_names])
         self._dadr = np.array([m.jnt_dofadr[m.joint(j).id] for j in self.robot.joint_names])
         self._act = np.array([m.actuator(a).id for a in self.robot.actuator_names])
@@ -98,6 +147,9 @@ class MujocoArmNode(Node):
         self.cameras = cams
         self._log = ThrottledLog(lambda msg: self.get_logger().warning(msg), period=5.0)
         self._lock = threading.Lock()
+        # Late joiners (the eval client) get the last report.
+        latched = QoSProfile(depth=5, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.episode_pub = self.create_publisher(String, "~/episode", latched)
         self._reset_state()
 
         ctrl = p["controller"]
@@ -114,6 +166,7 @@ class MujocoArmNode(Node):
         )
         self.create_subscription(Float64MultiArray, f"/{ctrl}/commands", self._on_commands, 10)
         self.create_service(Trigger, "~/reset_world", self._on_reset)
+        self.create_service(Trigger, "~/start_episode", self._on_start_episode)
         self._renderer: mujoco.Renderer | None = None
         self._running = True
         self._thread = threading.Thread(target=self._run, name="mujoco_sim", daemon=True)
@@ -138,7 +191,10 @@ class MujocoArmNode(Node):
             "publish_clock": False,
             "command_timeout": 0.5,
             "randomization": "",
+            "randomization_overrides": Parameter.Type.STRING_ARRAY,
             "seed": 0,
+            "episode_seed": -1,
+            "episode_steps": 0,
         }
         out: dict[str, Any] = {}
         for name, default in defaults.items():
@@ -149,13 +205,22 @@ class MujocoArmNode(Node):
                 raise ValueError(f"{rate} must be > 0, got {out[rate]}")
         return out
 
-    def _make_randomizer(self, name: str) -> Any:
-        if not name:
-            return None
+    def _make_randomizer(self, name: str, overrides: list[str]) -> Any:
         from wm_planning.config import load_group
         from wm_planning.envs.randomization import RandomizationConfig, RandomizedEnv
 
-        cfg = RandomizationConfig.from_dict(load_group("randomization", name))
+        values = dict(load_group("randomization", name)) if name else {}
+        for item in overrides:
+            key, sep, value = str(item).partition("=")
+            if not sep or not key.strip():
+                raise ValueError(
+                    f"randomization_overrides entries must be knob=value, got {item!r}"
+                )
+            values[key.strip()] = yaml.safe_load(value)
+        cfg = RandomizationConfig.from_dict(values)
+        if cfg.is_nominal:
+            return None
+        name = name or "overrides"
         step_level = [
             k
             for k in ("obs_noise", "pixel_noise", "action_noise", "latency", "encoder_offset")
@@ -172,22 +237,68 @@ class MujocoArmNode(Node):
         return RandomizedEnv(self.env, cfg)
 
     # -- state ----------------------------------------------------------------------------------
-    def _reset_state(self) -> None:
-        """Home pose, zero velocity, servos at home; a new randomization sample if configured."""
+    def _reset_state(self) -> str:
+        """Home pose, zero velocity, servos at home, a new randomization sample if configured;
+        or, with ``episode_seed`` >= 0, that seed's evaluation episode. Returns what was done."""
+        seed = int(self.get_parameter("episode_seed").value)
+        report: dict[str, Any] | None = None
         with self._lock:
-            if self._randomizer is not None:
-                # A new physics sample per reset, reproducible from (seed, reset count).
-                self._randomizer.reset(seed=self._seed + self._resets)
+            self._episode = None
+            if seed >= 0:
+                # The harness's episode for this seed: RandomizedEnv/ArmEnv.reset(seed) samples
+                # the physics, the start configuration and the goal exactly as in-process.
+                env = self._randomizer if self._randomizer is not None else self.env
+                env.reset(seed)
+                start = self._measured()
+                # Hold the start until the planner takes over (then the usual timeout rule).
+                self._cmd = _Command(target=start.copy(), received=self.data.time)
+                report = {
+                    "phase": "reset",
+                    "seed": seed,
+                    "reset": self._resets,
+                    "task": self.env.cfg.task,
+                    "start": start.tolist(),
+                    "target": self.env.target.tolist(),
+                }
+                done = f"{self.robot.name} reset to episode seed {seed}"
+            else:
+                if self._randomizer is not None:
+                    # A new physics sample per reset, reproducible from (seed, reset count).
+                    self._randomizer.reset(seed=self._seed + self._resets)
+                mujoco.mj_resetData(self.model, self.data)
+                home = np.asarray(self.robot.home, dtype=float)
+                self.data.qpos[self._qadr] = home
+                self.data.ctrl[self._act] = home
+                mujoco.mj_forward(self.model, self.data)
+                self._cmd = _Command(target=home.copy())
+                done = f"{self.robot.name} reset to home"
             self._resets += 1
-            mujoco.mj_resetData(self.model, self.data)
-            home = np.asarray(self.robot.home, dtype=float)
-            self.data.qpos[self._qadr] = home
-            self.data.ctrl[self._act] = home
-            mujoco.mj_forward(self.model, self.data)
-            self._cmd = _Command(target=home.copy())
             self._wall0 = time.monotonic()
             # Wall-clock stamps = this offset + sim time (unused with publish_clock).
             self._wall_stamp0 = self.get_clock().now().nanoseconds * 1e-9
+        if report is not None:
+            self._publish_report(report)
+        return done
+
+    def _publish_report(self, report: dict[str, Any]) -> None:
+        self.episode_pub.publish(String(data=json.dumps(report)))
+
+    def _score(self, ep: _Episode) -> None:
+        """One control period of ``ep`` ended (lock held): the env's distance, success and reward
+        on the true state. The action is reconstructed from the servo target's change over the
+        period (the planner streams positions, not the env's normalised velocity actions)."""
+        q_ref = self._target(self.data.time)
+        action = np.clip((q_ref - ep.q_ref) / self._vstep, -1.0, 1.0)
+        ep.q_ref = q_ref
+        distance, success = self.env.evaluate()  # also refreshes the boundary sensors
+        phys = self.env.get_state()[: self.env.nphys]
+        f = self.env.features(
+            phys[None], self.data.sensordata[None], q_ref[None], action[None], self.env.target[None]
+        )
+        ep.ret -= float(self.env.cost(f)[0][0])
+        ep.step += 1
+        ep.distance, ep.success = float(distance), bool(success)
+        ep.ever_success |= ep.success
 
     def _measured(self) -> np.ndarray:
         return self.data.qpos[self._qadr].copy()
@@ -268,9 +379,29 @@ class MujocoArmNode(Node):
             )
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        self._reset_state()
+        try:
+            response.message = self._reset_state()
+            response.success = True
+        except (ValueError, RuntimeError) as e:  # e.g. a task that cannot sample this seed
+            response.success, response.message = False, f"reset failed: {e}"
+        return response
+
+    def _on_start_episode(
+        self, request: Trigger.Request, response: Trigger.Response
+    ) -> Trigger.Response:
+        steps = int(self.get_parameter("episode_steps").value) or self.env.spec.episode_length
+        with self._lock:
+            distance, _ = self.env.evaluate()
+            self._episode = ep = _Episode(
+                seed=int(self.get_parameter("episode_seed").value),
+                steps=steps,
+                substeps=self.env.n_substeps,
+                q_ref=self._target(self.data.time),
+                initial_distance=float(distance),
+            )
+        self._publish_report(ep.report())
         response.success = True
-        response.message = f"{self.robot.name} reset to home"
+        response.message = f"scoring {steps} control periods"
         return response
 
     # -- simulation thread ---------------------------------------------------------------------------
@@ -294,10 +425,14 @@ class MujocoArmNode(Node):
 
     def _loop(self) -> None:
         m, d = self.model, self.data
-        dt = m.opt.timestep
         next_js = next_cam = 0.0
+        resets = self._resets
         while self._running and rclpy.ok():
+            report = None
             with self._lock:
+                dt = m.opt.timestep  # a reset may randomize it (control_rate knob)
+                if resets != self._resets:  # sim time restarted at 0
+                    resets, next_js, next_cam = self._resets, 0.0, 0.0
                 if self.rtf > 0:
                     sim_goal = (time.monotonic() - self._wall0) * self.rtf
                     if sim_goal > d.time + 0.1:
@@ -306,9 +441,15 @@ class MujocoArmNode(Node):
                         self._wall0 = time.monotonic() - sim_goal / self.rtf
                 else:
                     sim_goal = d.time + min(self.js_period, self.cam_period)
+                ep = self._episode
                 while d.time + 0.5 * dt < sim_goal:
                     d.ctrl[self._act] = self._target(d.time)
                     mujoco.mj_step(m, d)
+                    if ep is not None and not ep.done:
+                        ep.count += 1
+                        if ep.count % ep.substeps == 0:
+                            self._score(ep)
+                            report = ep.report() if ep.done else None
                 t = d.time
                 js = self._joint_state(t) if t >= next_js else None
                 if js is not None:
@@ -317,6 +458,8 @@ class MujocoArmNode(Node):
                 if images is not None:
                     next_cam = (math.floor(t / self.cam_period) + 1) * self.cam_period
             try:
+                if report is not None:
+                    self._publish_report(report)
                 if self.clock_pub is not None:
                     self.clock_pub.publish(Clock(clock=self._stamp(t)))
                 if js is not None:

@@ -33,6 +33,7 @@ import rclpy.executors
 import torch
 import yaml
 from geometry_msgs.msg import PoseStamped
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
@@ -158,7 +159,13 @@ class PlannerNode(LifecycleNode):
 
     # == configuration ==================================================================================
     def _param(self, name: str) -> Any:
-        return self.get_parameter(name).value
+        try:
+            return self.get_parameter(name).value
+        except ParameterUninitializedException:
+            # A params file's empty list carries no type, so rclpy leaves the parameter unset.
+            if isinstance(PARAMETERS[name], list):
+                return []
+            raise
 
     def _configure(self) -> None:
         import robots
@@ -207,10 +214,25 @@ class PlannerNode(LifecycleNode):
             if not sep or not key.strip():
                 raise ValueError(f"planner_overrides entries must be key=value, got {item!r}")
             overrides[key.strip()] = yaml.safe_load(value)
-        cfg = {**load_group("planner", p["planner"]), **overrides}
+        if p["planner"]:
+            cfg = load_group("planner", p["planner"])
+        else:
+            # Empty: the planner the model comes with (a checkpoint's training planner).
+            choice = self.model.default_planner()
+            if choice is None:
+                raise ValueError(
+                    f"planner is empty (the model's own) but model {p['model']!r} has none; "
+                    "name one, e.g. cem"
+                )
+            cfg = {**load_group("planner", choice.name), **choice.options}
+        cfg.update(overrides)
+        # horizon 0: the planner config's own (e.g. TD-MPC2's 3 steps)
+        self.horizon = int(p["horizon"]) or int(cfg.get("horizon") or 0)
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1 (or 0 for the planner's), got {p['horizon']}")
         self.planner = planners.from_config(
             cfg,
-            horizon=int(p["horizon"]),
+            horizon=self.horizon,
             action_low=self.model.action_low,
             action_high=self.model.action_high,
         )
@@ -222,10 +244,10 @@ class PlannerNode(LifecycleNode):
         self.controller = Controller(
             self.planner,
             generator=torch.Generator().manual_seed(int(p["seed"])),
-            replan_every=min(self.replan_every, int(p["horizon"])),
+            replan_every=min(self.replan_every, self.horizon),
         )
         n_points = int(p["trajectory_points"])
-        self.n_points = n_points if n_points > 0 else int(p["horizon"])
+        self.n_points = n_points if n_points > 0 else self.horizon
         self.joint_index = {name: i for i, name in enumerate(self.robot.joint_names)}
         self._init_state()
         if p["goal_source"] == "parameter":
@@ -341,6 +363,15 @@ class PlannerNode(LifecycleNode):
                 self._jobs.put_nowait(None)
             self._thread.join(timeout=10.0)
             self._thread = None
+        # A stop during a plan leaves the sentinel (or a job) queued; the next activation's
+        # thread would read it and exit at once, so the node would never plan again.
+        while True:
+            try:
+                self._jobs.get_nowait()
+            except queue.Empty:
+                break
+        with self._lock:
+            self._job = None
 
     # == input callbacks (executor thread) ===============================================================
     def _guard(self, what: str, fn: Any, msg: Any) -> None:
@@ -657,7 +688,8 @@ class PlannerNode(LifecycleNode):
             # Warm start: the controller's last plan shifted by the steps elapsed since it began.
             self.controller.skip(max(0, round((job.t_start - self._ctrl_t0) / self.model.dt)))
         objective = self.model.objective(job.obs, job.goal)
-        result = self.controller.replan(objective)
+        prior = self.model.prior(job.obs, job.goal, self.horizon, self.controller.generator)
+        result = self.controller.replan(objective, prior)
         self._ctrl_t0 = job.t_start
         actions = result.actions.detach().cpu().numpy()
         points = self.model.commands(job.obs.q_ref, actions)
@@ -706,15 +738,19 @@ class PlannerNode(LifecycleNode):
         assert shifted is not None  # the new points lie after t_start + dt > now
         return shifted
 
+    def _has_listeners(self) -> bool:
+        try:
+            return self.imagined_pub.get_subscription_count() > 0
+        except Exception:  # at shutdown the context goes away under the planning thread
+            if self.context.ok():
+                raise
+            return False
+
     def _maybe_imagine(self, job: _Job, actions: np.ndarray) -> None:
         assert self.model is not None
         rate = float(self.params["imagined_rate"])
         now = time.monotonic()
-        if (
-            rate <= 0
-            or now - self._last_imagined < 1.0 / rate
-            or self.imagined_pub.get_subscription_count() == 0
-        ):
+        if rate <= 0 or now - self._last_imagined < 1.0 / rate or not self._has_listeners():
             return
         self._last_imagined = now
         img = self.model.imagine(job.obs, job.goal, actions)

@@ -266,3 +266,34 @@ def test_frozen_dino_encoder_in_world_model(tmp_path: Path) -> None:
     for k, v in model.encoder.state_dict().items():
         assert torch.equal(v, before[k]), f"frozen encoder changed: {k}"
     assert model.encode(obs(3)).tokens.shape == (3, 16, 32)
+
+
+def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """collect → train-visual → ``wm-plan goal`` end to end: results JSON, one video, and the
+    held-out guard refusing seeds that are training episodes."""
+    import json
+
+    from wm_planning.cli import main as cli
+
+    data, ck = tmp_path / "data", tmp_path / "dino.pt"
+    collect = ["collect", "env=planar-goal_reach", "policy=correlated", "episodes=2"]
+    assert cli([*collect, f"out={data}", "pixels=true", "image_size=32"]) == 0
+    train = ["train-visual", "model=dino_wm_conv", f"data={data}", "steps=2", "batch_size=2"]
+    assert cli([*train, f"out={ck}", "log_every=1", "model_options.decoder=false"]) == 0
+    assert (tmp_path / "dino.csv").read_text().count("\n") == 3  # header + 2 logged steps
+    goal = [
+        "goal", f"checkpoint={ck}", "env=planar-goal_reach", "episodes=2", "steps=10",
+        "plan_blocks=2", "planner.population=8", "planner.elites=2", "planner.iterations=1",
+        f"video={tmp_path / 'g.mp4'}", f"results={tmp_path / 'r.json'}", f"held_out_from={data}",
+    ]  # fmt: skip
+    with pytest.raises(SystemExit, match="training episodes"):
+        cli([*goal, "seed=1"])  # seeds 1, 2: seed 1 is a training episode
+    capsys.readouterr()
+    assert cli([*goal, "seed=1000"]) == 0
+    out = json.loads((tmp_path / "r.json").read_text())
+    assert out["summary"]["episodes"] == 2
+    assert [e["seed"] for e in out["episodes"]] == [1000, 1001]
+    assert all(len(e["plan_times"]) == 2 for e in out["episodes"])  # 10 steps / frameskip 5
+    assert (tmp_path / "g.mp4").is_file()
+    assert not (tmp_path / "g_1.mp4").exists()  # video_episodes=1
+    assert "success" in capsys.readouterr().out

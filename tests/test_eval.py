@@ -135,9 +135,3 @@ def test_multirun_joblib_two_jobs_merged(
     capsys.readouterr()
     assert cli(["eval-merge", str(sweep), "--out", str(tmp_path / "m2")]) == 0
     assert len(json.loads((tmp_path / "m2" / "merged_episodes.json").read_text())) == 4
-
-
-def test_ros_path_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        cli(["eval", *FAST, "path=ros", f"hydra.run.dir={tmp_path}"])
-    assert "only path=inproc is supported" in capsys.readouterr().err

@@ -6,6 +6,9 @@
 2. Bad input: the test plays the robot (publishes ``/joint_states``) for a planner node that
    streams forward commands, sends malformed messages of every kind, then lets the joint states
    go stale: the node stays up, logs, never commands outside the limits and holds within 100 ms.
+3. A learned checkpoint: a planner node with ``model: checkpoint`` (a tiny TD-MPC2 of
+   planar-reach, its own planner and policy prior) plans towards a pose goal from the joint
+   states the test publishes, within the limits.
 """
 
 from __future__ import annotations
@@ -134,7 +137,8 @@ class Nodes:
 
 @pytest.fixture
 def nodes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Nodes]:
-    n = Nodes(tmp_path, _domain(0 if "end_to_end" in request.node.name else 1))
+    offsets = {"end_to_end": 0, "bad_input": 1, "checkpoint": 2}
+    n = Nodes(tmp_path, _domain(next(v for k, v in offsets.items() if k in request.node.name)))
     try:
         yield n
     finally:
@@ -398,3 +402,68 @@ def test_bad_input_and_stale_inputs_hold(nodes: Nodes) -> None:
         lambda: nodes.status[-1]["reason"] == "no goal", 5.0, "reset to clear the goal"
     )
     nodes.alive()
+
+
+def test_checkpoint_model_plans_towards_a_pose_goal(nodes: Nodes, tmp_path: Path) -> None:
+    from test_ros_models import save_tiny_checkpoint  # tests/ is on sys.path under pytest
+
+    ck = save_tiny_checkpoint(tmp_path / "tiny.pt")
+    params = {
+        "robot": "planar",
+        "model": "checkpoint",
+        "checkpoint": str(ck),
+        "planner": "",  # the checkpoint's: tdmpc2_mppi with its training options
+        "planner_overrides": [],
+        "horizon": 0,  # the planner's (3)
+        "replan_every": 2,
+        "max_input_age": 0.5,
+        "status_rate": 5.0,
+        "camera_topic": "",
+        "controller": "ck_ctrl",
+    }
+    nodes.start("planner_node", {"wm_planner": {"ros__parameters": params}})
+    trajs: list[JointTrajectory] = []
+    nodes.node.create_subscription(JointTrajectory, "/ck_ctrl/joint_trajectory", trajs.append, 10)
+    js_pub = nodes.node.create_publisher(JointState, "/joint_states", 10)
+    pose_pub = nodes.node.create_publisher(PoseStamped, "/wm_planner/goal_pose", 10)
+    goal_pub = nodes.node.create_publisher(JointState, "/wm_planner/goal_joints", 10)
+    q_meas = np.array([0.2, 0.4, -0.3])
+    nodes.node.create_timer(
+        0.02,
+        lambda: js_pub.publish(
+            JointState(name=list(PLANAR.joint_names), position=q_meas.tolist(), velocity=[0.0] * 3)
+        ),
+    )
+    nodes.spin_until(
+        lambda: (
+            bool(nodes.status) and nodes.status[-1]["input_ages_ms"]["joint_states"] is not None
+        ),
+        STARTUP_S,
+        "the planner to see joint states",
+    )
+    for pub in (pose_pub, goal_pub):
+        nodes.spin_until(
+            lambda p=pub: p.get_subscription_count() > 0, 30.0, f"a subscriber on {pub.topic_name}"
+        )
+    # A reach checkpoint plans towards poses only: a joint goal is refused, not planned.
+    goal_pub.publish(_joint_goal(np.array([1.0, -0.5, 0.8])))
+    nodes.spin_until(
+        lambda: "cannot plan towards a joints goal" in nodes.status[-1]["goal_status"],
+        10.0,
+        "the joint goal to be refused",
+    )
+    pose = PoseStamped()
+    pose.header.frame_id = "world"
+    pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = 0.3, 0.1, 0.1
+    pose_pub.publish(pose)
+    nodes.spin_until(lambda: nodes.status[-1]["plans"] >= 5, 30.0, "plans for the pose goal")
+    s = nodes.status[-1]
+    assert s["goal"] == "pose", s
+    assert s["mode"] == "planning", s
+    assert s["plan_errors"] == 0, s
+    assert s["cost"] is not None, s
+    assert trajs, "no joint trajectory was published"
+    assert len(trajs[-1].points) == 3  # horizon 0: the checkpoint planner's 3 steps
+    for msg in trajs:
+        assert _traj_ok(msg, None) is None, _traj_ok(msg, None)
+    assert "planner MPPI(" in nodes.logs()  # the configured line names the planner

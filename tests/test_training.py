@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,12 @@ def test_online_train_resume_and_eval(tmp_path: Path, capsys: pytest.CaptureFixt
     assert ck2.step == 300
     assert ck2.updates == 205
     assert len((out / "episodes.csv").read_text().splitlines()) == 4
+    # the same rows as TensorBoard scalars, one event file per (re)start
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(out / "tb")).Reload()
+    assert {"train/loss", "episode/return", "episode/success"} <= set(tb.Tags()["scalars"])
+    assert [e.step for e in tb.Scalars("episode/return")] == [100, 200, 300]
     capsys.readouterr()
     assert (
         cli(
@@ -98,6 +105,27 @@ def test_online_train_resume_and_eval(tmp_path: Path, capsys: pytest.CaptureFixt
     assert torch.equal(
         full_model.rollout(state, actions).rewards, small_model.rollout(state, actions).rewards
     )
+
+    # plan time per control step of the shipped file, as deployed (its planner and budget)
+    capsys.readouterr()
+    bench_args = ["bench", "checkpoints", str(small), "--steps", "3", "--warmup", "1", "--json"]
+    assert cli(bench_args) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["steps"] == 3
+    assert row["env"] == "planar-reach"
+    assert 0 < row["median_ms"] <= row["max_ms"]
+    assert row["period_ms"] == pytest.approx(40.0)
+    assert cli(["bench", "checkpoints", str(tmp_path / "missing.pt")]) == 2
+
+    # the README's main job runs on a shipped checkpoint without training first
+    capsys.readouterr()
+    demo = ["demo", f"checkpoint={small}", "steps=5", f"video.dir={tmp_path}", "video.height=48"]
+    assert cli([*demo, "video.width=64"]) in (0, 1)  # 1: not at the target after 5 steps
+    text = capsys.readouterr().out
+    assert "planar-reach" in text
+    assert "plan time: median" in text
+    assert "(5 plans)" in text
+    assert (tmp_path / "ship-seed0.mp4").is_file()
 
     # learning curve from the run's episodes.csv
     png = tmp_path / "curve.png"

@@ -124,6 +124,15 @@ def make_objective(model: WorldModel, state: Any, cost: Cost) -> Callable[[Tenso
             f"{type(cost).__name__} needs; it provides {sorted(model.provides)}"
         )
 
+    if model.optional_outputs:
+        wanted = cost.needs()
+        rollout: Any = model.rollout
+
+        def lean_objective(actions: Tensor) -> Tensor:
+            return cost(rollout(state, actions, outputs=wanted))
+
+        return lean_objective
+
     def objective(actions: Tensor) -> Tensor:
         return cost(model.rollout(state, actions))
 

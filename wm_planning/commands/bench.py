@@ -75,3 +75,29 @@ def bench_planners(argv: list[str]) -> int:
     )
     print(report.to_json() if args.json else report.table())
     return 0
+
+
+@command("bench checkpoints", help="plan time per control step of trained checkpoints")
+def bench_checkpoints(argv: list[str]) -> int:
+    from wm_planning.bench import checkpoints
+    from wm_planning.training import CheckpointError
+
+    p = argparse.ArgumentParser(prog="wm-plan bench checkpoints", description=checkpoints.__doc__)
+    p.add_argument("paths", nargs="+", help="checkpoints from `wm-plan train` (or stripped)")
+    p.add_argument("--steps", type=int, default=50, help="timed control steps per checkpoint")
+    p.add_argument("--warmup", type=int, default=5, help="untimed control steps first")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
+    args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for path in args.paths:
+        try:
+            rows.append(checkpoints.bench_checkpoint(path, args.steps, args.warmup, args.seed))
+        except (CheckpointError, FileNotFoundError) as e:
+            print(f"wm-plan bench checkpoints: {e}", file=sys.stderr)
+            return 2
+    print(checkpoints.to_json(rows) if args.json else checkpoints.table(rows))
+    return 0

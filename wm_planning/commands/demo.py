@@ -1,4 +1,5 @@
-"""``wm-plan demo``: steer a simulated arm with MPPI on exact MuJoCo dynamics and film it.
+"""``wm-plan demo``: steer a simulated arm with MPPI on exact MuJoCo dynamics and film it;
+``checkpoint=PATH`` plans with a trained world model instead (its env, planner and options).
 
 Shared episode runner :func:`run_episode` (also used by ``wm-plan solve``): builds the arm env
 from the composed ``robot``/``task`` configs, plans each step with the configured planner on
@@ -118,6 +119,65 @@ def run_episode(
     )
 
 
+def run_checkpoint_episode(
+    cfg: DictConfig, seed: int, *, video_path: Path | None = None, progress: bool = True
+) -> tuple[EpisodeResult, str]:
+    """One closed-loop episode of the trained model ``cfg.checkpoint`` in its own (nominal) env,
+    planning as deployed (:class:`~wm_planning.eval.policies.CheckpointPolicy`); returns the
+    result and the env's name."""
+    from tqdm import tqdm
+
+    from wm_planning.envs.randomization import RandomizationConfig
+    from wm_planning.eval.policies import PolicyConfig, make_policy, make_real_env
+
+    policy = make_policy(PolicyConfig(policy="checkpoint", checkpoint=str(cfg.checkpoint)))
+    env = make_real_env(policy, RandomizationConfig())
+    policy.reset(env, seed)
+    obs = env.reset(seed=seed)
+    d0, _ = env.evaluate()
+    size = (int(cfg.video.height), int(cfg.video.width))
+    camera = cfg.video.get("camera")
+    frames: list[Any] = [env.render(camera, size)] if video_path is not None else []
+    times: list[float] = []
+    total, ever, info = 0.0, False, {"success": False, "distance": d0}
+    steps = int(cfg.steps) if cfg.get("steps") is not None else env.spec.episode_length
+    bar = tqdm(range(steps), desc=f"{policy.env_name} seed {seed}", disable=not progress, leave=False)
+    for _ in bar:
+        action = policy.act(obs, env)
+        if policy.replanned and policy.plan_time_s is not None:
+            times.append(policy.plan_time_s)
+        obs, reward, _, truncated, info = env.step(action)
+        total -= reward
+        ever |= bool(info["success"])
+        bar.set_postfix(dist=f"{info['distance']:.3f}")
+        if video_path is not None:
+            frames.append(env.render(camera, size))
+        if truncated or (cfg.get("stop_on_success", False) and info["success"]):
+            break
+    if video_path is not None:
+        import imageio.v2 as imageio
+
+        video_path.parent.mkdir(parents=True, exist_ok=True)
+        imageio.mimwrite(
+            video_path, frames, fps=max(1, round(1 / env.spec.control_dt)), macro_block_size=8
+        )
+    name = policy.env_name
+    env.close()
+    policy.close()
+    result = EpisodeResult(
+        seed=seed,
+        success=bool(info["success"]),
+        ever_success=ever,
+        final_distance=float(info["distance"]),
+        initial_distance=float(d0),
+        total_cost=total,
+        steps=len(times),
+        plan_times_s=times,
+        video=video_path,
+    )
+    return result, name
+
+
 def plan_time_summary(times: list[float]) -> str:
     ms = np.asarray(times) * 1e3
     return f"median {np.median(ms):.1f} ms, p90 {np.percentile(ms, 90):.1f} ms per plan ({len(ms)} plans)"
@@ -146,11 +206,18 @@ def demo(argv: list[str]) -> int:
         else None
     )
     start = time.perf_counter()
-    r = run_episode(cfg, seed, video_path=video)
+    if cfg.get("checkpoint"):
+        if video is not None:
+            video = out_dir / f"{Path(str(cfg.checkpoint)).stem}-seed{seed}.mp4"
+        r, name = run_checkpoint_episode(cfg, seed, video_path=video)
+        what, extra = f"{name} ({cfg.checkpoint})", ""
+    else:
+        r = run_episode(cfg, seed, video_path=video)
+        what = f"{cfg.robot.name}-{cfg.task.task}"
+        extra = f" (threshold {cfg.task.success_threshold})"
     wall = time.perf_counter() - start
     print(
-        f"{cfg.robot.name}-{cfg.task.task} seed {seed}: success={r.success} "
-        f"(threshold {cfg.task.success_threshold}), distance {r.initial_distance:.3f} -> "
+        f"{what} seed {seed}: success={r.success}{extra}, distance {r.initial_distance:.3f} -> "
         f"{r.final_distance:.3f} in {r.steps} steps, {wall:.1f} s wall"
     )
     print(f"plan time: {plan_time_summary(r.plan_times_s)}")
@@ -159,4 +226,10 @@ def demo(argv: list[str]) -> int:
     return 0 if r.success else 1
 
 
-__all__ = ["EpisodeResult", "make_env", "plan_time_summary", "run_episode"]
+__all__ = [
+    "EpisodeResult",
+    "make_env",
+    "plan_time_summary",
+    "run_checkpoint_episode",
+    "run_episode",
+]

@@ -7,11 +7,15 @@ Each episode: reset the env (``seed + i``), take the goal image from ``goal_imag
 the env's own goal, plan ``plan_blocks`` model steps with the chosen planner on the model's goal
 cost (:func:`wm_planning.costs_visual.goal_cost`), execute one frame-skip block, replan. The
 video shows camera | goal | the imagined final frame of the latest plan (decoded rollout).
-Prints success (``env.evaluate()``), final distance and plan time per control step.
+Prints success (``env.evaluate()``), final distance and plan time per control step; with
+``results=PATH.json`` also writes every episode and the summary. ``held_out_from=DATA_DIR``
+refuses to run when an episode seed is one of that dataset's (training) episode seeds, so the
+start/goal pairs are guaranteed unseen.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -136,12 +140,25 @@ def main(argv: list[str]) -> int:
     from .train_visual import load_checkpoint
 
     cfg = compose("goal", argv)
+    seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
+    if cfg.held_out_from:
+        from wm_planning.data import Dataset
+
+        seen = {int(e["seed"]) for e in Dataset(Path(str(cfg.held_out_from))).meta["episodes"]}
+        overlap = sorted(seen.intersection(seeds))
+        if overlap:
+            raise SystemExit(
+                f"wm-plan goal: seeds {overlap[:10]} are training episodes of {cfg.held_out_from};"
+                " pick seed= outside them"
+            )
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
     model = load_checkpoint(str(cfg.checkpoint), str(cfg.device))
     results = []
     t0 = time.perf_counter()
     for i in range(int(cfg.episodes)):
         video = None
-        if cfg.video:
+        if cfg.video and i < int(cfg.video_episodes):
             v = Path(str(cfg.video))
             video = v if i == 0 else v.with_name(f"{v.stem}_{i}{v.suffix}")
         r = run_goal_episode(cfg, model, int(cfg.seed) + i, video)
@@ -151,12 +168,36 @@ def main(argv: list[str]) -> int:
             f"{r['distance']:.3f} ({r['steps']} steps){' video ' + str(video) if video else ''}",
             flush=True,
         )
+    from wm_planning.eval.stats import wilson
+
     ok = sum(r["success"] for r in results)
     ms = np.asarray([t for r in results for t in r["plan_times"]]) * 1e3
+    lo, hi = wilson(ok, len(results))
+    summary = {
+        "checkpoint": str(cfg.checkpoint),
+        "env": str(cfg.env),
+        "episodes": len(results),
+        "success": ok,
+        "success_rate": ok / len(results),
+        "success_ci95": [lo, hi],
+        "mean_final_distance": float(np.mean([r["distance"] for r in results])),
+        "mean_start_distance": float(np.mean([r["start_distance"] for r in results])),
+        "plan_ms_median": float(np.median(ms)),
+        "plan_ms_p90": float(np.percentile(ms, 90)),
+        "plans": len(ms),
+        "wall_s": time.perf_counter() - t0,
+        "threads": torch.get_num_threads(),
+    }
     print(
-        f"{cfg.env}: success {ok}/{len(results)}, mean final distance "
-        f"{np.mean([r['distance'] for r in results]):.3f}, plan time per control step: median "
-        f"{np.median(ms):.0f} ms, p90 {np.percentile(ms, 90):.0f} ms ({len(ms)} plans), "
-        f"{time.perf_counter() - t0:.0f} s wall"
+        f"{cfg.env}: success {ok}/{len(results)} (Wilson 95% [{lo:.2f}, {hi:.2f}]), mean final "
+        f"distance {summary['mean_final_distance']:.3f} (start "
+        f"{summary['mean_start_distance']:.3f}), plan time per control step: median "
+        f"{summary['plan_ms_median']:.0f} ms, p90 {summary['plan_ms_p90']:.0f} ms ({len(ms)} "
+        f"plans, {summary['threads']} threads), {summary['wall_s']:.0f} s wall"
     )
+    if cfg.results:
+        out = Path(str(cfg.results))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"summary": summary, "episodes": results}, indent=1))
+        print(f"wrote {out}")
     return 0

@@ -36,7 +36,7 @@ USAGE = """usage: wm-plan ros {up|bench} [ros=NAME] [params_file=PATH] [nodes=ar
   NODE.PARAM=VALUE  override one parameter of node mujoco_arm or wm_planner, e.g.
                     wm_planner.replan_every=5 (values parsed as YAML)
   duration=S        bench only: seconds of goal-switching to measure (default 30)
-  goal=KIND         bench only: joints (default) or image goals
+  goal=KIND         bench only: joints (default), pose or image goals
 
 ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST and ROS_DOMAIN_ID to the environment's."""
 
@@ -86,8 +86,8 @@ def parse(argv: list[str]) -> Options:
         raise ValueError(f"nodes must be a comma list of {sorted(NODES)}, got {nodes!r}")
     if not duration > 0:
         raise ValueError(f"duration must be > 0, got {duration}")
-    if goal not in ("joints", "image"):
-        raise ValueError(f"goal must be joints or image, got {goal!r}")
+    if goal not in ("joints", "pose", "image"):
+        raise ValueError(f"goal must be joints, pose or image, got {goal!r}")
     return Options(path, chosen, overrides, duration, goal)
 
 
@@ -113,14 +113,20 @@ def params_file(opts: Options, tmp: Path) -> Path:
 
 
 def start(
-    names: list[str], params: Path, env: dict[str, str]
+    names: list[str], params: Path, env: dict[str, str], log_dir: Path | None = None
 ) -> dict[str, subprocess.Popen[bytes]]:
+    """Start the nodes ``names`` with ``params``; their output goes to ``log_dir/ros_<name>.log``
+    when given (else to this terminal)."""
     procs = {}
     for name in names:
         module, _ = NODES[name]
         cmd = [sys.executable, "-m", module, "--ros-args", "--params-file", str(params)]
         print(f"[ros] starting {name}: {' '.join(cmd)}", flush=True)
-        procs[name] = subprocess.Popen(cmd, env=env)
+        if log_dir is None:
+            procs[name] = subprocess.Popen(cmd, env=env)
+            continue
+        with open(log_dir / f"ros_{name}.log", "wb") as log:  # the child keeps its own handle
+            procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     return procs
 
 

@@ -10,6 +10,7 @@ checkpoint holds the model name, options, :class:`ModelSpec` and weights (:func:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +34,15 @@ class TrainVisualConfig:
     seed: int = 0
     device: str = "cpu"
     log_every: int = 50
+    checkpoint_every: int = 500  # also written at the end; a killed run keeps its latest
+    warmup: int = 100  # linear LR warm-up steps, then cosine decay to lr/10 at ``steps``
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if min(self.steps, self.batch_size, self.log_every) < 1 or self.lr <= 0:
-            raise ValueError("steps, batch_size, log_every must be >= 1 and lr > 0")
+        if min(self.steps, self.batch_size, self.log_every, self.checkpoint_every) < 1:
+            raise ValueError("steps, batch_size, log_every, checkpoint_every must be >= 1")
+        if self.lr <= 0 or self.warmup < 0:
+            raise ValueError(f"lr must be > 0 and warmup >= 0, got {self.lr}, {self.warmup}")
         if self.seq_len is not None and self.seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {self.seq_len}")
 
@@ -80,12 +85,21 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Any:
     return model.to(device).eval()
 
 
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay from 1 to 0.1 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.45 * (1.0 + math.cos(math.pi * min(1.0, frac)))
+
+
 def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
     from tqdm import tqdm
 
     from wm_planning.config import load_group
     from wm_planning.data import Dataset, SequenceLoader
     from wm_planning.models.registry import ModelSpec, make_model
+    from wm_planning.training.trainer import CSVLog
 
     _import_models()
     torch.manual_seed(cfg.seed)
@@ -106,6 +120,11 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
     loader = SequenceLoader(ds, seq_len, cfg.batch_size, obs_keys=keys, device=cfg.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
+    out = Path(cfg.out)
+    out.with_suffix(".csv").unlink(missing_ok=True)  # a fresh run starts a fresh curve
+    log = CSVLog(out.with_suffix(".csv"))  # loss curve: mean metrics over each log_every steps
+    window: dict[str, list[float]] = {}
     g = torch.Generator().manual_seed(cfg.seed)
     t0 = time.perf_counter()
     first: dict[str, float] = {}
@@ -117,10 +136,19 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
+        sched.step()
         first = first or dict(metrics)
-        if step % cfg.log_every == 0:
-            bar.set_postfix({k: f"{v:.4f}" for k, v in metrics.items() if "loss" in k})
-    save_checkpoint(Path(cfg.out), name, options, model)
+        for k, v in metrics.items():
+            window.setdefault(k, []).append(v)
+        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
+            means = {k: sum(v) / len(v) for k, v in window.items()}
+            window.clear()
+            bar.set_postfix({k: f"{v:.4f}" for k, v in means.items() if "loss" in k})
+            log.write({"step": step + 1, "seconds": round(time.perf_counter() - t0, 2),
+                       "lr": opt.param_groups[0]["lr"], **means})  # fmt: skip
+        if (step + 1) % cfg.checkpoint_every == 0:
+            save_checkpoint(out, name, options, model)
+    save_checkpoint(out, name, options, model)
     return {
         "first_loss": first["loss"],
         "final_loss": metrics["loss"],

@@ -267,6 +267,10 @@ class RandomizedEnv(MujocoEnv):
     ) -> np.ndarray:
         return self.env.goal_image(camera, size)
 
+    def evaluate(self) -> tuple[float, bool]:
+        """The true task distance and success (perturbations change the physics, not the task)."""
+        return self.env.evaluate()
+
     def close(self) -> None:
         self.env.close()
 

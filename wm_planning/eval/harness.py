@@ -77,7 +77,9 @@ class EpisodeRecord:
     ``clamped``: steps whose planned action lay outside the action box before clamping.
     ``deadline_misses``: plans slower than the control period (in-process path).
     ``pred_*``: mean absolute open-loop prediction error over sequences × steps (NaN when the
-    model does not predict that quantity)."""
+    model does not predict that quantity). ``path``: ``inproc`` or ``ros`` (episodes through the
+    arm and planner nodes; docs/evaluation.md says how their columns are measured);
+    ``latency_ms_*``: the planner node's input-to-command latency (NaN in-process)."""
 
     policy: str
     env: str
@@ -98,10 +100,13 @@ class EpisodeRecord:
     clamped: int
     pred_reward_err: float
     pred_distance_err: float
+    path: str = "inproc"
+    latency_ms_p50: float = float("nan")
+    latency_ms_p99: float = float("nan")
     knobs: Mapping[str, float] = field(default_factory=dict)
 
     #: columns that depend on wall-clock time (left out of determinism comparisons)
-    TIMING = ("plan_ms_mean", "plan_ms_max", "deadline_misses")
+    TIMING = ("plan_ms_mean", "plan_ms_max", "deadline_misses", "latency_ms_p50", "latency_ms_p99")
 
     def row(self) -> dict[str, Any]:
         """Flat dict: fields, then ``knob.<name>`` for every randomization knob."""

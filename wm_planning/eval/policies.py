@@ -171,6 +171,38 @@ def _demo_defaults() -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class MujocoSettings:
+    """What ``model=mujoco`` plans with, resolved against ``configs/demo.yaml``; shared by the
+    in-process policy and the planner node of ``path=ros`` so both plan alike."""
+
+    env_name: str
+    planner_name: str
+    #: applied on top of ``configs/planner/<planner_name>.yaml``
+    planner_options: dict[str, Any]
+    horizon: int
+    replan_every: int
+    nthread: int
+
+
+def mujoco_settings(cfg: PolicyConfig) -> MujocoSettings:
+    demo = _demo_defaults()
+    choices = demo["choices"]
+    default_name = str(choices["planner"])
+    planner_name = cfg.planner or default_name
+    # demo's light budget is for its own planner only
+    options = dict(demo.get("planner") or {}) if planner_name == default_name else {}
+    options.update(dict(cfg.planner_options or {}))
+    return MujocoSettings(
+        env_name=cfg.env or f"{choices['robot']}-{choices['task']}",
+        planner_name=planner_name,
+        planner_options=options,
+        horizon=int(cfg.horizon or demo["horizon"]),
+        replan_every=int(cfg.replan_every or demo["replan_every"]),
+        nthread=int(cfg.nthread or demo["nthread"]),
+    )
+
+
 @register_policy("mujoco")
 class MujocoTwinPolicy(Policy):
     """Exact-dynamics MPC on a nominal twin env (module docstring). Planner defaults: the
@@ -182,28 +214,22 @@ class MujocoTwinPolicy(Policy):
         from wm_planning.models.mujoco_dynamics import MujocoDynamics
         from wm_planning.training import make_env
 
-        demo = _demo_defaults()
-        choices = demo["choices"]
-        self.env_name = cfg.env or f"{choices['robot']}-{choices['task']}"
+        s = mujoco_settings(cfg)
+        self.env_name = s.env_name
         self.twin = make_env(self.env_name, False, self.image_size)
         twin_scale = {k: float(v) for k, v in (cfg.twin_scale or {}).items()}
         if twin_scale:
             scale_model(self.twin.model, twin_scale)
-        self.dyn = MujocoDynamics(self.twin, nthread=int(cfg.nthread or demo["nthread"]))
-        default_name = str(choices["planner"])
-        self.planner_name = cfg.planner or default_name
-        pcfg = load_group("planner", self.planner_name)
-        if self.planner_name == default_name:
-            pcfg.update(demo.get("planner") or {})  # demo's light budget is for its planner
-        pcfg.update(dict(cfg.planner_options or {}))
+        self.dyn = MujocoDynamics(self.twin, nthread=s.nthread)
+        self.planner_name = s.planner_name
         spec = self.twin.spec
         self.planner = planners.from_config(
-            pcfg,
-            horizon=int(cfg.horizon or demo["horizon"]),
+            {**load_group("planner", s.planner_name), **s.planner_options},
+            horizon=s.horizon,
             action_low=spec.action_low,
             action_high=spec.action_high,
         )
-        self.replan_every = int(cfg.replan_every or demo["replan_every"])
+        self.replan_every = s.replan_every
         self.ctrl = Controller(
             self.planner, generator=torch.Generator(), replan_every=self.replan_every
         )
@@ -351,8 +377,19 @@ def _resize_nearest(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return img[rows][:, cols]
 
 
-def make_real_env(policy: Policy, randomization: RandomizationConfig) -> RandomizedEnv:
-    """The "real" env the policy acts in: its env, randomized by ``randomization``."""
+def make_eval_env(
+    env_name: str,
+    randomization: RandomizationConfig,
+    pixels: bool = False,
+    image_size: int = 64,
+) -> RandomizedEnv:
+    """The "real" env of an evaluation: episode ``i``'s start, goal and physics sample are those
+    of ``reset(seed + i)`` (the ROS path's arm node and client reset the same way)."""
     from wm_planning.training import make_env
 
-    return RandomizedEnv(make_env(policy.env_name, policy.pixels, policy.image_size), randomization)
+    return RandomizedEnv(make_env(env_name, pixels, image_size), randomization)
+
+
+def make_real_env(policy: Policy, randomization: RandomizationConfig) -> RandomizedEnv:
+    """The "real" env the policy acts in: its env, randomized by ``randomization``."""
+    return make_eval_env(policy.env_name, randomization, policy.pixels, policy.image_size)

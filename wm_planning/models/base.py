@@ -49,6 +49,10 @@ class WorldModel(ABC):
 
     #: fields of :class:`Rollout` this model fills; costs are checked against it
     provides: frozenset[str] = frozenset()
+    #: fields that cost extra compute and are filled only when asked: such a model's ``rollout``
+    #: takes ``outputs=`` (the fields wanted; ``None`` = all) and the objective passes the cost's
+    #: needs, so planning never pays for e.g. decoded frames a latent cost ignores
+    optional_outputs: frozenset[str] = frozenset()
 
     @abstractmethod
     def encode(self, obs: Mapping[str, Any]) -> Any:

@@ -152,6 +152,7 @@ class DinoWM(LearnedModel):
 
     Config = DinoWMConfig
     provides = frozenset({"latents", "frames", "proprio_latents"})
+    optional_outputs = frozenset({"frames"})
 
     def __init__(self, cfg: DinoWMConfig, spec: ModelSpec) -> None:
         super().__init__(cfg, spec)
@@ -244,7 +245,11 @@ class DinoWM(LearnedModel):
         d = self.encoder.embed_dim
         return out[..., :d], out[..., d:].mean(2)
 
-    def rollout(self, state: DinoWMState, actions: Tensor) -> Rollout:
+    def rollout(
+        self, state: DinoWMState, actions: Tensor, outputs: frozenset[str] | None = None
+    ) -> Rollout:
+        """``outputs``: the :class:`Rollout` fields wanted (``None``: all); ``frames`` are decoded
+        only when wanted (a decode per candidate would cost more than the prediction)."""
         b, h, a_dim = actions.shape
         s = self.cfg.frameskip
         if h % s or a_dim != self.action_dim:
@@ -268,7 +273,7 @@ class DinoWM(LearnedModel):
             past = a[:, -(z.shape[1] - 1) :] if z.shape[1] > 1 else a[:, :0]
         tokens = torch.stack(zs, 1)  # B×M×N×D
         out = Rollout(latents=tokens.flatten(2), extras={"proprio_latents": torch.stack(ps, 1)})
-        if self.decoder is not None:
+        if self.decoder is not None and (outputs is None or "frames" in outputs):
             frames = self.decoder(tokens.flatten(0, 1).detach())
             out.frames = frames.reshape(b, -1, *frames.shape[1:])
         return out

@@ -4,8 +4,8 @@ then plan-and-act with exploration noise, ``updates_per_step`` gradient updates 
 A run directory holds ``checkpoint.pt`` (latest; ``resume=true`` continues from it),
 ``train.csv`` (losses), ``episodes.csv`` (online episodes: return, success, plan time),
 ``config.yaml`` and, online, ``episodes_NNN/`` (the replay data in the dataset format, one part
-per (re)start, reloaded on resume; checkpoints are written at episode ends). TensorBoard is not written: ``torch.utils.tensorboard`` needs the ``tensorboard``
-package, which is not installed.
+per (re)start, reloaded on resume; checkpoints are written at episode ends) and, with
+``tensorboard=true``, ``tb/`` (the same rows as TensorBoard scalars: ``tensorboard --logdir runs``).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class TrainConfig:
     threads: int | None = None
     seed: int = 0
     progress: bool = True
+    tensorboard: bool = True
 
     def __post_init__(self) -> None:
         if "name" not in self.model:
@@ -102,10 +103,12 @@ class TrainConfig:
 
 
 class CSVLog:
-    """Appends rows to a CSV file; the header is the first row's keys."""
+    """Appends rows to a CSV file; the header is the first row's keys. With ``tb`` (a TensorBoard
+    ``SummaryWriter``) every numeric column is also a scalar ``<tag>/<column>`` at ``row[x]``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, tb: Any = None, tag: str = "", x: str = "step") -> None:
         self.path = path
+        self.tb, self.tag, self.x = tb, tag, x
         self.fields: list[str] | None = None
         if path.is_file() and path.stat().st_size:
             with path.open() as f:
@@ -120,6 +123,10 @@ class CSVLog:
             if new:
                 w.writeheader()
             w.writerow(row)
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != self.x and isinstance(v, int | float) and not isinstance(v, bool):
+                    self.tb.add_scalar(f"{self.tag}/{k}", v, global_step=int(row[self.x]))
 
 
 def make_env(name: str, pixels: bool, image_size: int) -> Any:
@@ -155,8 +162,13 @@ class Trainer:
         self.ckpt_path = self.out / "checkpoint.pt"
         if cfg.resume:
             self._resume()
-        self.train_log = CSVLog(self.out / "train.csv")
-        self.episode_log = CSVLog(self.out / "episodes.csv")
+        self.tb: Any = None
+        if cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.out / "tb"))
+        self.train_log = CSVLog(self.out / "train.csv", self.tb, "train", x="updates")
+        self.episode_log = CSVLog(self.out / "episodes.csv", self.tb, "episode", x="step")
         self._metrics: dict[str, list[float]] = {}
         self._t0 = time.perf_counter()
 
@@ -174,7 +186,13 @@ class Trainer:
             torch.set_rng_state(ck.rng["torch"])
         self.step, self.updates = ck.step, ck.updates
 
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
     def save(self) -> Path:
+        if self.tb is not None:
+            self.tb.flush()
         rng = {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
         return save_checkpoint(
             self.ckpt_path, self.model, config=self.config_dict, step=self.step,
@@ -251,6 +269,7 @@ def train_offline(cfg: TrainConfig, config_dict: dict[str, Any]) -> Trainer:
     bar.close()
     trainer.flush_metrics()
     trainer.save()
+    trainer.close()
     return trainer
 
 
@@ -352,6 +371,7 @@ def train_online(cfg: TrainConfig, config_dict: dict[str, Any]) -> Trainer:
         bar.close()
         trainer.flush_metrics()
         trainer.save()
+        trainer.close()
     finally:
         env.close()
     return trainer
