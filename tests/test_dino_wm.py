@@ -289,7 +289,8 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(SystemExit, match="training episodes"):
         cli([*goal, "seed=1"])  # seeds 1, 2: seed 1 is a training episode
     capsys.readouterr()
-    assert cli([*goal, "seed=1000"]) == 0
+    # DINO-WM's objective: goal image tokens + the goal's proprioception, scored every block
+    assert cli([*goal, "seed=1000", "cost.every_step=true", "cost.proprio_weight=0.5"]) == 0
     out = json.loads((tmp_path / "r.json").read_text())
     assert out["summary"]["episodes"] == 2
     assert [e["seed"] for e in out["episodes"]] == [1000, 1001]
@@ -297,3 +298,9 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     assert (tmp_path / "g.mp4").is_file()
     assert not (tmp_path / "g_1.mp4").exists()  # video_episodes=1
     assert "success" in capsys.readouterr().out
+    # an image file carries no proprioception, so a proprio term cannot be scored
+    import imageio.v2 as imageio
+
+    imageio.imwrite(tmp_path / "goal.png", np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match="proprioception"):
+        cli([*goal, "seed=1000", f"goal_image={tmp_path / 'goal.png'}", "cost.proprio_weight=1"])

@@ -132,3 +132,18 @@ def test_success_iff_threshold(env) -> None:
     env.set_state(goal)
     _, _, _, _, info = env.step(np.zeros(env.spec.action_dim))
     assert info["success"] == (info["distance"] <= thr)
+
+
+def test_arm_goal_observation_is_the_goal_configuration() -> None:
+    """DINO-WM scores a goal's image and proprioception: the arm's goal observation is the goal
+    joint configuration at rest, rendered like ``goal_image``, and leaves the env untouched."""
+    env = envs.make("planar-goal_reach", pixels=True, image_size=(32, 32))
+    env.reset(seed=5)
+    before = env.get_state()
+    goal = env.goal_observation((32, 32))
+    n = env.robot.n_joints
+    np.testing.assert_allclose(goal["proprio"][:n], env.target, atol=1e-6)
+    np.testing.assert_allclose(goal["proprio"][n:], 0.0, atol=1e-6)
+    np.testing.assert_array_equal(goal["pixels"], env.goal_image(size=(32, 32)))
+    np.testing.assert_array_equal(env.get_state(), before)
+    env.close()

@@ -82,12 +82,23 @@ class GoalLatentCost(Cost):
         return (d * w).sum(1) / w.sum()
 
 
+def reduce_time(d: Tensor, every_step: bool) -> Tensor:
+    """``B×H`` per-step costs -> ``B``: the last step, or a mean weighted ``1..H`` (later steps
+    count more: early progress is rewarded without giving up the final state)."""
+    if not every_step:
+        return d[:, -1]
+    w = torch.arange(1, d.shape[1] + 1, device=d.device, dtype=d.dtype)
+    return (d * w).sum(1) / w.sum()
+
+
 @register("goal_pixels")
 @dataclass
 class GoalPixelCost(Cost):
-    """Mean squared pixel distance of the final predicted frame to a goal image ``C×h×w``."""
+    """Mean squared pixel distance of the final (or, ``every_step``, each) predicted frame to a
+    goal image ``C×h×w``."""
 
     goal: Tensor
+    every_step: bool = False
     requires: ClassVar[frozenset[str]] = frozenset({"frames"})
 
     def __call__(self, rollout: Rollout) -> Tensor:
@@ -97,7 +108,9 @@ class GoalPixelCost(Cost):
             raise ValueError(
                 f"goal image {tuple(goal.shape)} does not match predicted frames {tuple(frames.shape[2:])}"
             )
-        return (frames[:, -1] - goal).pow(2).flatten(1).mean(1)
+        if not self.every_step:
+            return (frames[:, -1] - goal).pow(2).flatten(1).mean(1)
+        return reduce_time((frames - goal).pow(2).flatten(2).mean(2), True)
 
 
 @register("uncertainty_penalty")

@@ -19,16 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wm_planning.costs import Cost, register
+from wm_planning.costs import Cost, reduce_time, register
 from wm_planning.models.base import Rollout
-
-
-def _reduce_time(d: Tensor, every_step: bool) -> Tensor:
-    """``B×H`` per-step costs -> ``B``: the last step, or a mean weighted ``1..H``."""
-    if not every_step:
-        return d[:, -1]
-    w = torch.arange(1, d.shape[1] + 1, device=d.device, dtype=d.dtype)
-    return (d * w).sum(1) / w.sum()
 
 
 @register("dino_goal")
@@ -52,7 +44,7 @@ class DinoGoalCost(Cost):
             p = rollout.get("proprio_latents")  # B×H×Ep
             dp = (p - self.goal_proprio.to(p).reshape(1, 1, -1)).pow(2).mean(-1)
             d = d + self.proprio_weight * dp
-        return _reduce_time(d, self.every_step)
+        return reduce_time(d, self.every_step)
 
 
 def pixel_grid_distance(targets: Tensor, size: tuple[int, int]) -> Tensor:
@@ -83,12 +75,15 @@ class DesignatedPixelCost(Cost):
             )
         grid = pixel_grid_distance(self.targets.to(dists), tuple(dists.shape[-2:]))  # type: ignore[arg-type]
         expected = (dists * grid).sum((-2, -1)).mean(-1)  # B×H
-        return _reduce_time(expected, self.every_step)
+        return reduce_time(expected, self.every_step)
 
 
 @singledispatch
-def goal_cost(model: Any, goal_image: np.ndarray) -> Cost:
-    """The goal-image cost a model plans with (one registration per model class)."""
+def goal_cost(
+    model: Any, goal_image: np.ndarray, goal_proprio: np.ndarray | None = None, **options: Any
+) -> Cost:
+    """The goal-image cost a model plans with (one registration per model class). ``options``:
+    the cost's own (DINO-WM: ``every_step``, ``proprio_weight``, which needs ``goal_proprio``)."""
     raise TypeError(f"no goal-image cost registered for {type(model).__name__}")
 
 
@@ -97,15 +92,24 @@ def _register_goal_costs() -> None:
     from wm_planning.models.visual_foresight import CDNA
 
     @goal_cost.register(DinoWM)
-    def _(model: DinoWM, goal_image: np.ndarray) -> Cost:
-        goal, _ = model.goal_latent(goal_image)
-        return DinoGoalCost(goal=goal)
+    def _(model: DinoWM, goal_image: np.ndarray, goal_proprio: Any = None, **options: Any) -> Cost:
+        if float(options.get("proprio_weight", 0.0)) and goal_proprio is None:
+            raise ValueError(
+                "proprio_weight > 0 needs the goal's proprioception (a goal from the simulator, "
+                "not an image file)"
+            )
+        goal, gp = model.goal_latent(goal_image, goal_proprio)
+        return DinoGoalCost(
+            goal=goal, goal_proprio=gp if goal_proprio is not None else None, **options
+        )
 
     @goal_cost.register(CDNA)
-    def _(model: CDNA, goal_image: np.ndarray) -> Cost:
+    def _(model: CDNA, goal_image: np.ndarray, goal_proprio: Any = None, **options: Any) -> Cost:
         from wm_planning.costs import GoalPixelCost
 
-        return GoalPixelCost(goal=pixels_to_float(goal_image))
+        if float(options.pop("proprio_weight", 0.0)):
+            raise ValueError("visual foresight predicts pixels only: proprio_weight must be 0")
+        return GoalPixelCost(goal=pixels_to_float(goal_image), **options)
 
 
 _register_goal_costs()

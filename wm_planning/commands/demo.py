@@ -10,6 +10,7 @@ and per-plan wall time.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,104 +49,32 @@ def make_env(cfg: DictConfig, pixels: bool = False) -> Any:
     )
 
 
-def run_episode(
-    cfg: DictConfig, seed: int, *, video_path: Path | None = None, progress: bool = True
+def _drive(
+    cfg: DictConfig,
+    env: Any,
+    obs: Any,
+    seed: int,
+    act: Callable[[Any], tuple[np.ndarray, float | None]],
+    video_path: Path | None,
+    progress: bool,
 ) -> EpisodeResult:
-    """One closed-loop episode of ``cfg`` (composed ``demo``/``solve`` config) from ``seed``."""
+    """The closed loop both demos share: ``act(obs) -> (action, plan seconds or None)`` each step,
+    until the episode ends (or succeeds, with ``stop_on_success``); films it to ``video_path``."""
     from tqdm import tqdm
 
-    from wm_planning import planners
-    from wm_planning.control import Controller
-    from wm_planning.models.mujoco_dynamics import MujocoDynamics
-
-    env = make_env(cfg)
-    env.reset(seed)
-    dyn = MujocoDynamics(env, nthread=int(cfg.nthread))
-    planner_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
-    assert isinstance(planner_cfg, dict)
-    planner = planners.from_config(
-        {str(k): v for k, v in planner_cfg.items()},
-        horizon=int(cfg.horizon),
-        action_low=env.spec.action_low,
-        action_high=env.spec.action_high,
-    )
-    ctrl = Controller(
-        planner, generator=torch.Generator().manual_seed(seed), replan_every=int(cfg.replan_every)
-    )
     steps = int(cfg.steps) if cfg.get("steps") is not None else env.spec.episode_length
     d0, _ = env.evaluate()
-    frames: list[Any] = []  # imageio wants a plain list of H×W×3 uint8 arrays
     size = (int(cfg.video.height), int(cfg.video.width))
     camera = cfg.video.get("camera")
-    if video_path is not None:
-        frames.append(env.render(camera, size))
-    times: list[float] = []
-    total, info = 0.0, {"success": False, "distance": d0}
-    ever = False
-    bar = tqdm(range(steps), desc=f"{env.spec.name} seed {seed}", disable=not progress, leave=False)
-    for _ in bar:
-        replanning = ctrl.queue.shape[0] == 0
-        action = ctrl.act(dyn.objective(env.get_state()))
-        if replanning and ctrl.plan_time_s is not None:
-            times.append(ctrl.plan_time_s)
-        _, reward, _, truncated, info = env.step(action.numpy())
-        total -= reward
-        ever |= bool(info["success"])
-        bar.set_postfix(dist=f"{info['distance']:.3f}")
-        if video_path is not None:
-            frames.append(env.render(camera, size))
-        if truncated or (cfg.get("stop_on_success", False) and info["success"]):
-            break
-    n_done = len(times) if int(cfg.replan_every) == 1 else steps
-    if video_path is not None:
-        import imageio.v2 as imageio
-
-        video_path.parent.mkdir(parents=True, exist_ok=True)
-        imageio.mimwrite(
-            video_path, frames, fps=max(1, round(1 / env.spec.control_dt)), macro_block_size=8
-        )
-    env.close()
-    dyn.close()
-    return EpisodeResult(
-        seed=seed,
-        success=bool(info["success"]),
-        ever_success=ever,
-        final_distance=float(info["distance"]),
-        initial_distance=float(d0),
-        total_cost=total,
-        steps=n_done,
-        plan_times_s=times,
-        video=video_path,
-    )
-
-
-def run_checkpoint_episode(
-    cfg: DictConfig, seed: int, *, video_path: Path | None = None, progress: bool = True
-) -> tuple[EpisodeResult, str]:
-    """One closed-loop episode of the trained model ``cfg.checkpoint`` in its own (nominal) env,
-    planning as deployed (:class:`~wm_planning.eval.policies.CheckpointPolicy`); returns the
-    result and the env's name."""
-    from tqdm import tqdm
-
-    from wm_planning.envs.randomization import RandomizationConfig
-    from wm_planning.eval.policies import PolicyConfig, make_policy, make_real_env
-
-    policy = make_policy(PolicyConfig(policy="checkpoint", checkpoint=str(cfg.checkpoint)))
-    env = make_real_env(policy, RandomizationConfig())
-    policy.reset(env, seed)
-    obs = env.reset(seed=seed)
-    d0, _ = env.evaluate()
-    size = (int(cfg.video.height), int(cfg.video.width))
-    camera = cfg.video.get("camera")
+    # imageio wants a plain list of H×W×3 uint8 arrays
     frames: list[Any] = [env.render(camera, size)] if video_path is not None else []
     times: list[float] = []
     total, ever, info = 0.0, False, {"success": False, "distance": d0}
-    steps = int(cfg.steps) if cfg.get("steps") is not None else env.spec.episode_length
-    bar = tqdm(range(steps), desc=f"{policy.env_name} seed {seed}", disable=not progress, leave=False)
+    bar = tqdm(range(steps), desc=f"{env.spec.name} seed {seed}", disable=not progress, leave=False)
     for _ in bar:
-        action = policy.act(obs, env)
-        if policy.replanned and policy.plan_time_s is not None:
-            times.append(policy.plan_time_s)
+        action, plan_s = act(obs)
+        if plan_s is not None:
+            times.append(plan_s)
         obs, reward, _, truncated, info = env.step(action)
         total -= reward
         ever |= bool(info["success"])
@@ -161,10 +90,7 @@ def run_checkpoint_episode(
         imageio.mimwrite(
             video_path, frames, fps=max(1, round(1 / env.spec.control_dt)), macro_block_size=8
         )
-    name = policy.env_name
-    env.close()
-    policy.close()
-    result = EpisodeResult(
+    return EpisodeResult(
         seed=seed,
         success=bool(info["success"]),
         ever_success=ever,
@@ -175,7 +101,69 @@ def run_checkpoint_episode(
         plan_times_s=times,
         video=video_path,
     )
-    return result, name
+
+
+def run_episode(
+    cfg: DictConfig, seed: int, *, video_path: Path | None = None, progress: bool = True
+) -> EpisodeResult:
+    """One closed-loop episode of ``cfg`` (composed ``demo``/``solve`` config) from ``seed``."""
+    from wm_planning import planners
+    from wm_planning.control import Controller
+    from wm_planning.models.mujoco_dynamics import MujocoDynamics
+
+    env = make_env(cfg)
+    obs = env.reset(seed)
+    dyn = MujocoDynamics(env, nthread=int(cfg.nthread))
+    planner_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
+    assert isinstance(planner_cfg, dict)
+    planner = planners.from_config(
+        {str(k): v for k, v in planner_cfg.items()},
+        horizon=int(cfg.horizon),
+        action_low=env.spec.action_low,
+        action_high=env.spec.action_high,
+    )
+    ctrl = Controller(
+        planner, generator=torch.Generator().manual_seed(seed), replan_every=int(cfg.replan_every)
+    )
+
+    def act(_: Any) -> tuple[np.ndarray, float | None]:
+        replanning = ctrl.queue.shape[0] == 0
+        action = ctrl.act(dyn.objective(env.get_state()))
+        return action.numpy(), ctrl.plan_time_s if replanning else None
+
+    try:
+        r = _drive(cfg, env, obs, seed, act, video_path, progress)
+    finally:
+        env.close()
+        dyn.close()
+    if int(cfg.replan_every) != 1:  # steps counts env steps, not plans
+        r.steps = int(cfg.steps) if cfg.get("steps") is not None else env.spec.episode_length
+    return r
+
+
+def run_checkpoint_episode(
+    cfg: DictConfig, seed: int, *, video_path: Path | None = None, progress: bool = True
+) -> tuple[EpisodeResult, str]:
+    """One closed-loop episode of the trained model ``cfg.checkpoint`` in its own (nominal) env,
+    planning as deployed (:class:`~wm_planning.eval.policies.CheckpointPolicy`); returns the
+    result and the env's name."""
+    from wm_planning.envs.randomization import RandomizationConfig
+    from wm_planning.eval.policies import PolicyConfig, make_policy, make_real_env
+
+    policy = make_policy(PolicyConfig(policy="checkpoint", checkpoint=str(cfg.checkpoint)))
+    env = make_real_env(policy, RandomizationConfig())
+    policy.reset(env, seed)
+    obs = env.reset(seed=seed)
+
+    def act(o: Any) -> tuple[np.ndarray, float | None]:
+        action = policy.act(o, env)
+        return action, policy.plan_time_s if policy.replanned else None
+
+    try:
+        return _drive(cfg, env, obs, seed, act, video_path, progress), policy.env_name
+    finally:
+        env.close()
+        policy.close()
 
 
 def plan_time_summary(times: list[float]) -> str:

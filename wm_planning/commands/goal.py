@@ -52,9 +52,13 @@ def run_goal_episode(cfg: Any, model: Any, seed: int, video: Path | None) -> dic
         import imageio.v2 as imageio
 
         goal = _resize(np.asarray(imageio.imread(str(cfg.goal_image))), size)
+        goal_proprio = None  # an image file says nothing about the joints
     else:
-        goal = env.goal_image(size=size)
-    cost = goal_cost(model, goal)
+        goal_obs = env.goal_observation(size)
+        goal, goal_proprio = goal_obs["pixels"], goal_obs.get("proprio")
+    cost_options = OmegaConf.to_container(cfg.cost, resolve=True) if cfg.get("cost") else {}
+    assert isinstance(cost_options, dict)
+    cost = goal_cost(model, goal, goal_proprio, **{str(k): v for k, v in cost_options.items()})
     skip = int(getattr(model.config, "frameskip", 1))
     history = int(getattr(model.config, "history", 1))
     pcfg = OmegaConf.to_container(cfg.planner, resolve=True)

@@ -702,6 +702,16 @@ class ArmEnv(MujocoEnv):
         self.set_state(saved)
         return goal
 
+    def goal_observation(self, size: tuple[int, int] | None = None) -> Obs:
+        """The observation at the goal (``pixels`` at ``size`` included), as a goal-conditioned
+        model sees its goal: DINO-WM scores the goal's image and proprioception."""
+        saved = self.get_state()
+        self.set_state(self.goal_state())
+        obs = self._obs(with_pixels=False)
+        obs["pixels"] = self.render(None, size)
+        self.set_state(saved)
+        return obs
+
     def render(self, camera: str | None = None, size: tuple[int, int] | None = None) -> np.ndarray:
         h, w = size or self._image_size
         r = self._renderers.get((h, w))

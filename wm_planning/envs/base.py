@@ -83,6 +83,11 @@ class Env(ABC):
         """``(distance to goal, success)`` of the current state, by the task's own measure."""
         raise NotImplementedError(f"{self.spec.name} has no goal distance")
 
+    def goal_observation(self, size: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """The observation at the goal; here only ``pixels`` (envs that can also give the goal's
+        proprioception override it)."""
+        return {"pixels": self.goal_image(size=size)}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release renderers and other resources."""
 
