@@ -290,14 +290,18 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
         cli([*goal, "seed=1"])  # seeds 1, 2: seed 1 is a training episode
     capsys.readouterr()
     # DINO-WM's objective: goal image tokens + the goal's proprioception, scored every block
-    assert cli([*goal, "seed=1000", "cost.every_step=true", "cost.proprio_weight=0.5"]) == 0
+    argv = [*goal, "seed=1000", "cost.every_step=true", "cost.proprio_weight=0.5", "profile=true"]
+    assert cli(argv) == 0
     out = json.loads((tmp_path / "r.json").read_text())
     assert out["summary"]["episodes"] == 2
     assert [e["seed"] for e in out["episodes"]] == [1000, 1001]
     assert all(len(e["plan_times"]) == 2 for e in out["episodes"])  # 10 steps / frameskip 5
     assert (tmp_path / "g.mp4").is_file()
     assert not (tmp_path / "g_1.mp4").exists()  # video_episodes=1
-    assert "success" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "success" in printed
+    assert "profile of one plan (seed 1000)" in printed
+    assert "aten::" in printed
     # an image file carries no proprioception, so a proprio term cannot be scored
     import imageio.v2 as imageio
 

@@ -38,7 +38,9 @@ def _panel(img: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(img, scale, 0), scale, 1)
 
 
-def run_goal_episode(cfg: Any, model: Any, seed: int, video: Path | None) -> dict[str, Any]:
+def run_goal_episode(
+    cfg: Any, model: Any, seed: int, video: Path | None, profile: bool = False
+) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     from wm_planning import costs, envs, planners
@@ -95,7 +97,13 @@ def run_goal_episode(cfg: Any, model: Any, seed: int, video: Path | None) -> dic
                     }
                 )
                 objective = costs.make_objective(model, state, cost)
-                result = ctrl.replan(objective)
+                if profile and not times:  # where one plan's time goes (first plan only)
+                    with torch.profiler.profile() as prof:
+                        result = ctrl.replan(objective)
+                    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+                    print(f"profile of one plan (seed {seed}):\n{table}", flush=True)
+                else:
+                    result = ctrl.replan(objective)
                 assert ctrl.plan_time_s is not None
                 times.append(ctrl.plan_time_s)
                 roll = model.rollout(state, result.actions[None].clamp(-1, 1))
@@ -165,7 +173,7 @@ def main(argv: list[str]) -> int:
         if cfg.video and i < int(cfg.video_episodes):
             v = Path(str(cfg.video))
             video = v if i == 0 else v.with_name(f"{v.stem}_{i}{v.suffix}")
-        r = run_goal_episode(cfg, model, int(cfg.seed) + i, video)
+        r = run_goal_episode(cfg, model, int(cfg.seed) + i, video, bool(cfg.profile) and i == 0)
         results.append(r)
         print(
             f"  seed {r['seed']}: success={r['success']} distance {r['start_distance']:.3f} -> "
