@@ -135,14 +135,31 @@ def _normed_mlp(dims: list[int], last: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class TDMPC2Reference(SyntheticModel):
+class _TDMPC2Base(SyntheticModel):
+    """What both TD-MPC2 implementations share: the start latent and the noise of one plan (the
+    policy's Gaussian draw at the horizon and the two Q heads averaged there, as tdmpc2 draws
+    them)."""
+
+    has_prior = True
+    size: TDMPC2Size
+    z0: Tensor
+
+    def initial_state(self) -> Tensor:
+        return self.z0
+
+    def draw_noise(self, batch: int, horizon: int, generator: torch.Generator) -> Noise:
+        dev = generator.device
+        eps = torch.randn(batch, self.action_dim, generator=generator, device=dev)
+        heads = torch.randperm(self.size.num_q, generator=generator, device=dev)[:2]
+        return {"pi_eps": eps.to(self.z0.device), "heads": heads.to(self.z0.device)}
+
+
+class TDMPC2Reference(_TDMPC2Base):
     """TD-MPC2 world model, evaluated the way tdmpc2 does it (one Linear per ``NormedLinear``).
 
     Shapes: latent ``L``, hidden ``M``, actions ``A``, value bins ``K`` (101).
     """
 
-    has_prior = True
-    z0: Tensor
     bins: Tensor
 
     def __init__(self, size: TDMPC2Size = TDMPC2_5M, seed: int = 0) -> None:
@@ -200,15 +217,6 @@ class TDMPC2Reference(SyntheticModel):
         return self._two_hot_inv(out[heads]).mean(0)
 
     # SyntheticModel ---------------------------------------------------------------------------
-    def initial_state(self) -> Tensor:
-        return self.z0
-
-    def draw_noise(self, batch: int, horizon: int, generator: torch.Generator) -> Noise:
-        dev = generator.device
-        eps = torch.randn(batch, self.action_dim, generator=generator, device=dev)
-        heads = torch.randperm(self.size.num_q, generator=generator, device=dev)[:2]
-        return {"pi_eps": eps.to(self.z0.device), "heads": heads.to(self.z0.device)}
-
     def step(
         self, state: Tensor, action: Tensor, step_noise: Tensor | None
     ) -> tuple[Tensor, Tensor]:
@@ -240,7 +248,7 @@ def _mish(x: Tensor) -> Tensor:
     return x * n / (n + 2)
 
 
-class TDMPC2Fused(SyntheticModel):
+class TDMPC2Fused(_TDMPC2Base):
     """The same function as a :class:`TDMPC2Reference` with its weights repacked:
 
     * the first Linear of dynamics and reward (both read ``[z, a]``) is one ``L×2M`` matmul on ``z``
@@ -259,9 +267,7 @@ class TDMPC2Fused(SyntheticModel):
 
     broadcast_start = True
 
-    has_prior = True
     # buffers (weights stored in×out; q_* stacked over heads)
-    z0: Tensor
     bins1: Tensor
     perm: Tensor
     step_wz: Tensor
@@ -420,15 +426,6 @@ class TDMPC2Fused(SyntheticModel):
         return torch.tanh(mu + eps * log_std.exp())
 
     # SyntheticModel ---------------------------------------------------------------------------
-    def initial_state(self) -> Tensor:
-        return self.z0
-
-    def draw_noise(self, batch: int, horizon: int, generator: torch.Generator) -> Noise:
-        dev = generator.device
-        eps = torch.randn(batch, self.action_dim, generator=generator, device=dev)
-        heads = torch.randperm(self.size.num_q, generator=generator, device=dev)[:2]
-        return {"pi_eps": eps.to(self.z0.device), "heads": heads.to(self.z0.device)}
-
     def step(
         self, state: Tensor, action: Tensor, step_noise: Tensor | None
     ) -> tuple[Tensor, Tensor]:
