@@ -405,10 +405,7 @@ class CheckpointModel(PlanningModel):
             "joints": self._joints_goal,
             "image": self._image_goal,
         }
-        self._planner = PlannerChoice(
-            str(train.get("planner") or self.net.default_planner),
-            dict(train.get("planner_options") or {}),
-        )
+        self._planner = PlannerChoice(*ck.planner())
         self.num_prior = int(train.get("num_prior", 0))
         self._last: tuple[Observation, Goal, LatentState] | None = None
 

@@ -188,7 +188,6 @@ def _ros_checkpoint(pcfg: PolicyConfig) -> RosPolicy:
     """``checkpoint=PATH``: the node's ``checkpoint`` adapter, planner and options resolved as
     :class:`~wm_planning.eval.policies.CheckpointPolicy` does (horizon 0: the planner
     config's, as in-process)."""
-    from wm_planning.models.registry import get_model_class
     from wm_planning.training import load_checkpoint
 
     if pcfg.num_prior is not None:
@@ -196,12 +195,8 @@ def _ros_checkpoint(pcfg: PolicyConfig) -> RosPolicy:
     assert pcfg.checkpoint is not None  # PolicyConfig checks it
     ck = load_checkpoint(pcfg.checkpoint)
     train = ck.config
-    planner = str(pcfg.planner or train.get("planner") or get_model_class(ck.model).default_planner)
-    options = (
-        dict(train.get("planner_options") or {})
-        if pcfg.planner_options is None
-        else dict(pcfg.planner_options)
-    )
+    opts = None if pcfg.planner_options is None else dict(pcfg.planner_options)
+    planner, options = ck.planner(pcfg.planner, opts)
     replan = pcfg.replan_every or int(train.get("replan_every", 1))
     params = _planner_params(planner, options, pcfg.horizon or 0, replan)
     params.update(model="checkpoint", checkpoint=str(Path(pcfg.checkpoint).resolve()))

@@ -316,12 +316,8 @@ class CheckpointPolicy(Policy):
         probe = make_env(self.env_name, False, self.image_size)  # only for the action box
         low, high = probe.spec.action_low, probe.spec.action_high
         probe.close()
-        options = (
-            train.get("planner_options") or {}
-            if cfg.planner_options is None
-            else dict(cfg.planner_options)
-        )
-        self.planner_name = str(cfg.planner or train.get("planner") or self.model.default_planner)
+        opts = None if cfg.planner_options is None else dict(cfg.planner_options)
+        self.planner_name, options = ck.planner(cfg.planner, opts)
         planner = make_planner(self.model, low, high, self.planner_name, options)
         self.agent = Agent(
             self.model,

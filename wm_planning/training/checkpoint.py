@@ -60,6 +60,18 @@ class Checkpoint:
             ) from e
         return model.to(device).eval()
 
+    def planner(
+        self, name: str | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """The planner this model plans with: ``configs/planner/<name>`` and the options over it,
+        each the given override, else the training run's, else the model family's default
+        planner with no options."""
+        from wm_planning.models.registry import get_model_class
+
+        chosen = name or self.config.get("planner") or get_model_class(self.model).default_planner
+        opts = self.config.get("planner_options") or {} if options is None else options
+        return str(chosen), dict(opts)
+
 
 def weights_digest(weights: dict[str, Tensor]) -> str:
     """SHA-256 over names, dtypes, shapes and bytes of every tensor: flipped bytes inside tensor
