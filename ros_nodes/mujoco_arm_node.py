@@ -39,7 +39,6 @@ import numpy as np
 import rclpy
 import rclpy.executors
 import rclpy.logging
-import yaml
 from builtin_interfaces.msg import Time as TimeMsg
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -51,7 +50,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ros_nodes.conversions import InputError, duration_to_seconds, rgb_to_image_fields
-from ros_nodes.runtime import shut_down, spin_until_shutdown
+from ros_nodes.runtime import parse_overrides, shut_down, spin_until_shutdown
 from ros_nodes.safety import ThrottledLog, TimedPlan
 
 
@@ -210,13 +209,7 @@ class MujocoArmNode(Node):
         from wm_planning.envs.randomization import RandomizationConfig, RandomizedEnv
 
         values = dict(load_group("randomization", name)) if name else {}
-        for item in overrides:
-            key, sep, value = str(item).partition("=")
-            if not sep or not key.strip():
-                raise ValueError(
-                    f"randomization_overrides entries must be knob=value, got {item!r}"
-                )
-            values[key.strip()] = yaml.safe_load(value)
+        values.update(parse_overrides(overrides, "randomization_overrides"))
         cfg = RandomizationConfig.from_dict(values)
         if cfg.is_nominal:
             return None

@@ -31,7 +31,6 @@ import numpy as np
 import rclpy
 import rclpy.executors
 import torch
-import yaml
 from geometry_msgs.msg import PoseStamped
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import Node as LifecycleNode
@@ -54,7 +53,7 @@ from ros_nodes.conversions import (
     seconds_to_duration,
 )
 from ros_nodes.models import Goal, Observation, PlanningModel, make_model
-from ros_nodes.runtime import shut_down, spin_until_shutdown
+from ros_nodes.runtime import parse_overrides, shut_down, spin_until_shutdown
 from ros_nodes.safety import Gate, Limits, ThrottledLog, TimedPlan
 
 COMMAND_INTERFACES = ("joint_trajectory", "forward_command")
@@ -208,12 +207,7 @@ class PlannerNode(LifecycleNode):
             image_size=(int(size[0]), int(size[1])),
             threads=int(p["model_threads"]),
         )
-        overrides = {}
-        for item in p["planner_overrides"]:
-            key, sep, value = str(item).partition("=")
-            if not sep or not key.strip():
-                raise ValueError(f"planner_overrides entries must be key=value, got {item!r}")
-            overrides[key.strip()] = yaml.safe_load(value)
+        overrides = parse_overrides(p["planner_overrides"], "planner_overrides")
         if p["planner"]:
             cfg = load_group("planner", p["planner"])
         else:

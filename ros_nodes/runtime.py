@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import rclpy
+import yaml
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+
+
+def parse_overrides(items: Iterable[Any], parameter: str) -> dict[str, Any]:
+    """A string-array parameter of ``key=value`` entries -> ``{key: value}``, each value read as
+    YAML (``iterations=3`` -> 3); a malformed entry raises ``ValueError`` naming ``parameter``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{parameter} entries must be key=value, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def spin_until_shutdown(node: Node) -> None:
