@@ -50,7 +50,6 @@ from std_srvs.srv import SetBool, Trigger
 
 ARM, PLANNER = "/mujoco_arm", "/wm_planner"
 START_TOL = 0.01  # rad: the arm is at the episode's start (it holds it exactly until commanded)
-PLAN_DRAIN_S = 0.5  # s: longer than any plan that is not a gross deadline miss
 
 
 class EvalError(RuntimeError):
@@ -157,14 +156,11 @@ class EvalClient:
             raise EvalError(f"planner ~/enable {on} failed")
 
     def stop_planner(self) -> None:
-        """Deactivate the planner, so nothing commands the arm. Disabled first, and given time
-        to finish a plan in flight: deactivating mid-plan can leave the node's planning thread
-        stopped after the next activation."""
+        """Deactivate the planner, so nothing commands the arm (it holds position; a plan in
+        flight is finished and dropped by the node)."""
         if self.planner_active():
-            self.enable(False)
-            self.spin_for(PLAN_DRAIN_S)
             self.transition(Transition.TRANSITION_DEACTIVATE)
-        self.enable(True)  # takes effect at the next activation
+        self.enable(True)  # planning enabled at the next activation
 
     def wait_ready(self) -> None:
         timeout = float(self.spec["startup_timeout"])
