@@ -141,6 +141,20 @@ def test_frame_causal_mask_and_predictor_causality() -> None:
     y2 = model.predictor(x2)
     assert torch.allclose(y[:, :2], y2[:, :2], atol=1e-6)  # earlier predictions unchanged
     assert not torch.allclose(y[:, 2], y2[:, 2])
+    # the planning shortcut (last block for the last frame's tokens only) is the same prediction
+    # and so is computing the frames every candidate shares once, at batch 1
+    xb = torch.randn(4, 3, model.num_tokens, 16 + 10 + 10)
+    for k in (1, 2, 3):
+        full = model.predictor(x[:, :k])[:, -1:]
+        assert torch.allclose(model.predictor(x[:, :k], last_only=True), full, atol=1e-5)
+        for shared in range(1, k):
+            xs = xb[:, :k].clone()
+            xs[:, :shared] = xs[:1, :shared]  # the history every candidate shares
+            ref = model.predictor(xs)[:, -1:]
+            got = model.predictor(xs, last_only=True, shared=shared)
+            assert torch.allclose(got, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="needs last_only"):
+        model.predictor(xb, shared=1)
 
 
 def obs(k: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -150,6 +164,30 @@ def obs(k: int, seed: int = 0) -> dict[str, np.ndarray]:
         "proprio": rng.standard_normal((k, 4)).astype(np.float32),
         "actions": rng.uniform(-1, 1, (k - 1, 4)).astype(np.float32),
     }
+
+
+def test_rollout_matches_the_plain_predictor_loop() -> None:
+    """The planning rollout (last block for the last frame only, shared history at batch 1) is
+    the plain teacher-free loop: full predictor over the sliding window, last frame kept."""
+    model = tiny_model().eval()
+    for k in (1, 2, 3):
+        state = model.encode(obs(k, seed=k)) if k > 1 else model.encode({
+            "pixels": obs(2)["pixels"][:1], "proprio": obs(2)["proprio"][:1]})  # fmt: skip
+        actions = torch.rand(5, 8, 2, generator=torch.Generator().manual_seed(k)) * 2 - 1
+        got = model.rollout(state, actions, outputs=frozenset({"latents"}))
+        blocks = actions.reshape(5, 4, 4)
+        z = state.tokens[None].expand(5, -1, -1, -1)
+        p = state.proprio[None].expand(5, -1, -1)
+        past = state.actions[None].expand(5, -1, -1)
+        want = []
+        for m in range(4):
+            a = torch.cat([past, blocks[:, m : m + 1]], 1)
+            zn, pn = model._split(model.predictor(model._tokens(z, p, a))[:, -1:])
+            want.append(zn[:, 0].flatten(1))
+            z = torch.cat([z, zn], 1)[:, -3:]
+            p = torch.cat([p, pn], 1)[:, -3:]
+            past = a[:, -(z.shape[1] - 1) :] if z.shape[1] > 1 else a[:, :0]
+        assert torch.allclose(got.latents, torch.stack(want, 1), atol=1e-5)
 
 
 def test_rollout_shapes_and_gradient_to_actions() -> None:
@@ -302,6 +340,11 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     assert "success" in printed
     assert "profile of one plan (seed 1000)" in printed
     assert "aten::" in printed
+    # replanning every other block halves the plans; a cadence off the model's blocks is refused
+    assert cli([*goal, "seed=1000", "episodes=1", "replan_every=10", "video=null"]) == 0
+    assert len(json.loads((tmp_path / "r.json").read_text())["episodes"][0]["plan_times"]) == 1
+    with pytest.raises(ValueError, match="multiple of the model's frameskip"):
+        cli([*goal, "seed=1000", "episodes=1", "replan_every=3"])
     # an image file carries no proprioception, so a proprio term cannot be scored
     import imageio.v2 as imageio
 

@@ -71,7 +71,14 @@ def run_goal_episode(
         action_low=env.spec.action_low,
         action_high=env.spec.action_high,
     )
-    ctrl = Controller(planner, generator=torch.Generator().manual_seed(seed), replan_every=skip)
+    # Plans start on model-step boundaries (the state is built from frames `skip` steps apart).
+    every = skip if cfg.get("replan_every") is None else int(cfg.replan_every)
+    if every < 1 or every % skip or every > int(cfg.plan_blocks) * skip:
+        raise ValueError(
+            f"replan_every={every} must be a multiple of the model's frameskip {skip} and at most "
+            f"the horizon plan_blocks x frameskip = {int(cfg.plan_blocks) * skip}"
+        )
+    ctrl = Controller(planner, generator=torch.Generator().manual_seed(seed), replan_every=every)
     steps = int(cfg.steps) if cfg.steps is not None else env.spec.episode_length
     frames_hist, proprio_hist = [obs["pixels"]], [obs["proprio"]]
     blocks: list[np.ndarray] = []

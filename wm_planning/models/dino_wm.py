@@ -137,13 +137,35 @@ class Predictor(nn.Module):
         self.norm = nn.LayerNorm(cfg.width, eps=1e-6)
         self.out = nn.Linear(cfg.width, c_out)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, last_only: bool = False, shared: int = 0) -> Tensor:
+        """``last_only``: return only the last frame's prediction ``B×1×N×C_out``, computing the
+        last block for that frame's tokens only (exact: the causal mask lets the last frame see
+        every frame, and nothing after the last block reads the other frames).
+
+        ``shared``: the first ``shared`` frames of ``x`` are the same for the whole batch (while
+        planning, the observed history before the candidates' first action). Frame-causal
+        attention means their hidden states do not depend on later frames, so they are computed
+        once at batch 1 and only attended to by the other frames (exact). Their predictions are
+        not returned: ``shared`` needs ``last_only`` and ``shared < k``."""
         b, k, n, _ = x.shape
-        h = self.inp(x.reshape(b, k * n, -1)) + self.pos[:, : k * n]
-        mask = frame_causal_mask(k, n, x.device)
-        for blk in self.blocks:
-            h = blk(h, mask)
-        return self.out(self.norm(h)).reshape(b, k, n, -1)
+        if shared and (not last_only or not 0 < shared < k):
+            raise ValueError(f"shared={shared} needs last_only and 0 < shared < k={k}")
+        s = shared * n
+        h_all = self.inp(x[:, shared:].reshape(b, (k - shared) * n, -1))
+        h = h_all + self.pos[:, s : k * n]
+        pre = self.inp(x[:1, :shared].reshape(1, s, -1)) + self.pos[:, :s] if shared else None
+        full = frame_causal_mask(k, n, x.device)
+        mask, pre_mask = full[s:], full[:s, :s]
+        last = len(self.blocks) - 1
+        for i, blk in enumerate(self.blocks):
+            if last_only and i == last:
+                # the last frame's queries attend to every frame: no mask
+                h = blk(h, None, (k - 1 - shared) * n, pre)
+            else:
+                h_next = blk(h, mask, 0, pre)
+                pre = None if pre is None else blk(pre, pre_mask)
+                h = h_next
+        return self.out(self.norm(h)).reshape(b, -1, n, self.out.out_features)
 
 
 @register_model("dino_wm")
@@ -262,9 +284,14 @@ class DinoWM(LearnedModel):
         p = state.proprio[None].expand(b, -1, -1)
         past = state.actions[None].expand(b, -1, -1)
         zs, ps = [], []
+        # window frames whose inputs (tokens, proprio, following action) are the same for every
+        # candidate: the observed frames before the last one (see Predictor.forward)
+        shared = z.shape[1] - 1
         for m in range(blocks.shape[1]):
             a = torch.cat([past, blocks[:, m : m + 1]], 1)
-            zn, pn = self._split(self.predictor(self._tokens(z, p, a))[:, -1:])
+            x = self._tokens(z, p, a)
+            zn, pn = self._split(self.predictor(x, last_only=True, shared=shared if b > 1 else 0))
+            shared = max(shared - max(z.shape[1] + 1 - self.cfg.history, 0), 0)
             zs.append(zn[:, 0])
             ps.append(pn[:, 0])
             # slide the history window: keep the last `history` frames and the actions between

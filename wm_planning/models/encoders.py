@@ -111,12 +111,28 @@ class _Attention(nn.Module):
         self.heads = heads
         self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """``x`` B×T×C; ``mask`` T×T bool (True = may attend) or None."""
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        q_start: int = 0,
+        prefix: Tensor | None = None,
+    ) -> Tensor:
+        """``x`` B×T×C -> B×(T-q_start)×C: only tokens ``q_start:`` of ``x`` query.
+        ``prefix`` 1×P×C: tokens shared by the whole batch that precede ``x`` (keys/values only,
+        projected once, not ``B`` times). ``mask`` (T-q_start)×(P+T) bool (True = may attend)
+        or None."""
         b, t, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        hd = c // self.heads
+        q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
+        if prefix is not None:
+            w, bias = self.qkv.weight[c:], self.qkv.bias[c:]
+            pk, pv = F.linear(prefix, w, bias).reshape(1, -1, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
+            k = torch.cat([pk.expand(b, -1, -1, -1), k], 2)
+            v = torch.cat([pv.expand(b, -1, -1, -1), v], 2)
+        q = q[:, :, q_start:]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.proj(out.transpose(1, 2).reshape(b, t, c))
+        return self.proj(out.transpose(1, 2).reshape(b, t - q_start, c))
 
 
 class Block(nn.Module):
@@ -131,8 +147,19 @@ class Block(nn.Module):
         self.ls1: nn.Module = _LayerScale(dim) if layerscale else nn.Identity()
         self.ls2: nn.Module = _LayerScale(dim) if layerscale else nn.Identity()
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), mask))
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        q_start: int = 0,
+        prefix: Tensor | None = None,
+    ) -> Tensor:
+        """``x`` B×T×C -> B×(T-q_start)×C: only tokens ``q_start:`` are updated and returned (the
+        last block of a predictor whose earlier outputs are not needed). ``prefix`` 1×P×C: this
+        block's input for tokens shared by the batch that precede ``x`` (attended, not updated);
+        ``mask`` as :class:`_Attention`'s."""
+        pre = None if prefix is None else self.norm1(prefix)
+        x = x[:, q_start:] + self.ls1(self.attn(self.norm1(x), mask, q_start, pre))
         return x + self.ls2(self.mlp(self.norm2(x)))
 
 
