@@ -127,7 +127,9 @@ class _Attention(nn.Module):
         q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
         if prefix is not None:
             w, bias = self.qkv.weight[c:], self.qkv.bias[c:]
-            pk, pv = F.linear(prefix, w, bias).reshape(1, -1, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
+            pk, pv = (
+                F.linear(prefix, w, bias).reshape(1, -1, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
+            )
             k = torch.cat([pk.expand(b, -1, -1, -1), k], 2)
             v = torch.cat([pv.expand(b, -1, -1, -1), v], 2)
         q = q[:, :, q_start:]
