@@ -4,10 +4,12 @@ A :class:`PlanningModel` turns the node's inputs (measured joints, the node's se
 ``q_ref``, an optional camera image) and a :class:`Goal` into the planners' objective
 ``B×H×A -> B``, and maps a planned action sequence to timed joint-position commands. Adapters
 register with ``@register_model("name")`` and are built with :func:`make_model`; the node's
-``model`` parameter picks one: ``mujoco`` (the simulator as world model) or ``checkpoint`` (any
+``model`` parameter picks one: ``mujoco`` (the simulator as world model), ``checkpoint`` (any
 learned model trained by ``wm-plan train``: its :class:`~wm_planning.models.base.WorldModel`
 encodes the observation the model was trained on, a cost from :mod:`wm_planning.costs` scores
-its rollouts, and commands use the same action-to-position mapping as its training env).
+its rollouts, and commands use the same action-to-position mapping as its training env) or
+``goal_image`` (DINO-WM / visual foresight from ``wm-plan train-visual``, steered by goal
+images).
 
 This module imports no ROS, so it is tested without rclpy.
 """
@@ -86,6 +88,8 @@ class PlanningModel(ABC):
     image_size: tuple[int, int]
     #: whether planning needs a fresh camera image (then a stale camera stops planning)
     needs_image: bool = False
+    #: the planning horizon must be a multiple of this (a model step of several env steps)
+    horizon_multiple: int = 1
 
     @abstractmethod
     def objective(self, obs: Observation, goal: Goal) -> Objective:
@@ -126,8 +130,14 @@ available_models = _MODELS.available
 
 def make_model(name: str, **options: Any) -> PlanningModel:
     """Build a registered adapter; ``options``: robot, task, pose_task, checkpoint, camera,
-    image_size, threads (each adapter rejects what it cannot use)."""
+    image_size, threads, options (the adapter's own, the node's ``model_options``; each adapter
+    rejects what it cannot use)."""
     return _MODELS.get(name)(**options)
+
+
+def _no_options(model: str, options: Mapping[str, Any] | None) -> None:
+    if options:
+        raise ValueError(f"model {model!r} takes no model_options, got {sorted(options)}")
 
 
 # -- shared by the adapters of ArmEnv-based models -------------------------------------------------
@@ -207,10 +217,12 @@ class MujocoModel(PlanningModel):
         camera: str = "",
         image_size: tuple[int, int] = (64, 64),
         threads: int = 1,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         from wm_planning.envs.arm import ArmEnv
         from wm_planning.models.mujoco_dynamics import MujocoDynamics
 
+        _no_options("mujoco", options)
         if checkpoint:
             raise ValueError(
                 f"model 'mujoco' is exact physics and takes no checkpoint (got {checkpoint!r})"
@@ -349,10 +361,12 @@ class CheckpointModel(PlanningModel):
         camera: str = "",
         image_size: tuple[int, int] = (64, 64),
         threads: int = 1,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         from wm_planning.envs.arm import ARM_TASKS, ArmEnv
         from wm_planning.training import load_checkpoint, make_env
 
+        _no_options("checkpoint", options)
         if not checkpoint:
             raise ValueError(
                 "model 'checkpoint' needs the checkpoint parameter: a checkpoint.pt of `wm-plan train`"
@@ -499,6 +513,212 @@ class CheckpointModel(PlanningModel):
             return None  # state models and latent-only pixel models predict no pictures
         a = torch.as_tensor(actions, dtype=torch.float32)[None]
         frames = self.net.rollout(self._state(obs, goal), a).frames
+        assert frames is not None
+        return (frames[0, -1].clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy().copy()
+
+    def close(self) -> None:
+        self.env.close()
+
+
+# -- goal-image checkpoints ------------------------------------------------------------------------
+@register_model("goal_image")
+class GoalImageModel(PlanningModel):
+    """A goal-image world model trained by ``wm-plan train-visual`` (DINO-WM or visual foresight),
+    planned with its goal-image cost as ``wm-plan goal`` does (:func:`~wm_planning.costs_visual.
+    goal_cost`).
+
+    The checkpoint records the env its dataset came from (an arm env of the node's ``robot``; a
+    file written before checkpoints recorded it uses ``<robot>-<task>``). That env gives the
+    control period, the action box, the action-to-position mapping, the proprioception layout
+    and, for ``joints`` goals, the camera that renders the goal. Camera images (``needs_image``)
+    must come at the checkpoint's image size from the camera it was trained with.
+
+    Goals: ``image`` (an h×w×3 picture of the goal scene; the image alone is the objective) and
+    ``joints`` (the env renders the arm at the goal configuration, and DINO-WM adds the goal's
+    proprioception with weight ``proprio_weight``, DINO-WM's own objective and the configuration
+    measured in ``docs/goal_images.md``).
+
+    ``options`` (the node's ``model_options``): ``proprio_weight`` (DINO-WM, joints goals;
+    default 1.0), ``every_step`` (score every predicted block, default true), ``planner`` /
+    ``planner_options`` / ``plan_blocks`` (the default planner: iCEM 64 × 8 elites × 4
+    iterations over 3 model steps, the measured configuration).
+
+    The model state is encoded from the current camera image and joints alone (a one-frame
+    history, as the first plan of a ``wm-plan goal`` episode): the actions the robot executed
+    between frames are not known exactly on a real arm (holds, clamping, missed deadlines), and a
+    history built from the planned ones would be wrong whenever they differ. Visual foresight's
+    context frame (what its masks copy background from) is the first image after a goal arrives.
+    """
+
+    needs_image = True
+
+    def __init__(
+        self,
+        *,
+        robot: str,
+        task: str = "goal_reach",
+        pose_task: str = "",
+        checkpoint: str = "",
+        camera: str = "",
+        image_size: tuple[int, int] = (64, 64),
+        threads: int = 1,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        from wm_planning.commands.train_visual import load_visual_checkpoint
+        from wm_planning.envs.arm import ARM_TASKS, ArmEnv
+
+        if not checkpoint:
+            raise ValueError(
+                "model 'goal_image' needs the checkpoint parameter: a .pt of `wm-plan train-visual`"
+            )
+        opts = dict(options or {})
+        known = {"proprio_weight", "every_step", "planner", "planner_options", "plan_blocks"}
+        unknown = sorted(set(opts) - known)
+        if unknown:
+            raise ValueError(
+                f"model 'goal_image' options {unknown} unknown; known: {sorted(known)}"
+            )
+        ck = load_visual_checkpoint(checkpoint)  # CheckpointError naming the file
+        self.net: Any = ck.model
+        env_name = ck.env or f"{robot}-{task}"
+        arms = sorted(f"{r}-{t}" for r, t in ARM_TASKS)
+        if env_name not in arms:
+            raise ValueError(
+                f"checkpoint {checkpoint} was trained on env {env_name!r}; the planner node drives "
+                f"arms and needs one of {', '.join(arms)}"
+            )
+        shape = self.net.spec.obs_shapes["pixels"]
+        self.image_size = (int(shape[0]), int(shape[1]))
+        r_name, t_name = env_name.split("-", 1)
+        env = ArmEnv(r_name, t_name, camera=camera or None, image_size=self.image_size)
+        if env.robot.name != robot:
+            env.close()
+            raise ValueError(
+                f"checkpoint {checkpoint} was trained on {env_name} (robot {env.robot.name!r}) "
+                f"but the node's robot is {robot!r}"
+            )
+        if self.net.action_dim != env.spec.action_dim:
+            env.close()
+            raise ValueError(
+                f"checkpoint {checkpoint} takes {self.net.action_dim} actions but {env_name} has "
+                f"{env.spec.action_dim}"
+            )
+        self.env, self.checkpoint = env, checkpoint
+        self.robot = env.robot
+        self.dt = env.spec.control_dt
+        self.action_low, self.action_high = env.spec.action_low, env.spec.action_high
+        self.frameskip = int(getattr(self.net.config, "frameskip", 1))
+        self.horizon_multiple = self.frameskip  # plans cover whole model steps
+        self.history = int(getattr(self.net.config, "history", 1))
+        self.has_proprio = "proprio" in self.net.spec.obs_shapes
+        self.goal_kinds = frozenset({"image", "joints"})
+        self.cost_options = {"every_step": bool(opts.get("every_step", True))}
+        self.proprio_weight = float(opts.get("proprio_weight", 1.0))
+        if self.net.name != "dino_wm":
+            self.proprio_weight = 0.0  # visual foresight predicts pixels only
+        else:
+            self.cost_options["proprio_weight"] = 0.0
+        blocks = int(opts.get("plan_blocks", 3))
+        planner_options = {"population": 64, "elites": 8, "iterations": 4}
+        planner_options.update(dict(opts.get("planner_options") or {}))
+        planner_options["horizon"] = blocks * self.frameskip
+        self._planner = PlannerChoice(str(opts.get("planner", "icem")), planner_options)
+        self._goal_key: tuple[str, bytes] | None = None
+        self._goal: tuple[np.ndarray, Cost] | None = None  # (goal image, cost)
+        self._context: np.ndarray | None = None
+        self._last: tuple[Observation, Goal, Any] | None = None
+
+    # -- goals ------------------------------------------------------------------------------------
+    def _checked_image(self, img: np.ndarray | None, what: str) -> np.ndarray:
+        want = (*self.image_size, 3)
+        if img is None:
+            raise ValueError(f"{what} missing: checkpoint {self.checkpoint} plans from pixels")
+        img = np.asarray(img)
+        if img.shape != want or img.dtype != np.uint8:
+            raise ValueError(f"{what} must be {want} uint8, got {img.shape} {img.dtype}")
+        return img
+
+    def goal_image(self, goal: Goal) -> tuple[np.ndarray, np.ndarray | None]:
+        """The goal picture and, for ``joints`` goals, the goal proprioception (``q``, zero
+        velocity: settled at the goal, as the env's ``goal_observation``)."""
+        if goal.kind == "image":
+            return self._checked_image(goal.value, "goal image"), None
+        q = np.asarray(goal.value, dtype=float)
+        n = self.robot.n_joints
+        if q.shape != (n,) or not np.all(np.isfinite(q)):
+            raise ValueError(f"joints goal must be {n} finite values, got {goal.value}")
+        q = np.clip(q, self.robot.lower, self.robot.upper)
+        at_goal = Observation(q, np.zeros(n), q)
+        target = q if self.env.task.target_dim() == n else np.zeros(self.env.task.target_dim())
+        set_arm_state(self.env, at_goal, target)
+        pixels = self.env.render(None, self.image_size)
+        return pixels, np.concatenate([q, np.zeros(n)]).astype(np.float32)
+
+    def _goal_cost(self, goal: Goal) -> Cost:
+        from wm_planning.costs_visual import goal_cost
+
+        key = (goal.kind, np.ascontiguousarray(goal.value).tobytes())
+        if self._goal is None or key != self._goal_key:
+            pixels, proprio = self.goal_image(goal)
+            weight = self.proprio_weight if proprio is not None and self.has_proprio else 0.0
+            opts = dict(self.cost_options)
+            if self.net.name == "dino_wm":
+                opts["proprio_weight"] = weight
+            cost = goal_cost(self.net, pixels, proprio if weight else None, **opts)
+            self._goal_key, self._goal = key, (pixels, cost)
+            self._context = None  # a new goal starts a new visual-foresight context
+        assert self._goal is not None
+        return self._goal[1]
+
+    # -- observations -----------------------------------------------------------------------------
+    def observation(self, obs: Observation) -> dict[str, np.ndarray]:
+        """What the model encodes: ``pixels`` (the camera image), ``proprio`` (joints and
+        velocities, the env's layout) and visual foresight's ``context`` frame."""
+        image = self._checked_image(obs.image, "camera image")
+        n = self.robot.n_joints
+        for name, v in (("q", obs.q), ("qd", obs.qd)):
+            if np.shape(v) != (n,) or not np.all(np.isfinite(v)):
+                raise ValueError(f"observation {name} must be {n} finite values, got {v}")
+        if self._context is None:
+            self._context = image
+        out = {"pixels": image, "context": self._context}
+        if self.has_proprio:
+            out["proprio"] = np.concatenate([obs.q, obs.qd]).astype(np.float32)
+        return out
+
+    # -- PlanningModel ----------------------------------------------------------------------------
+    def objective(self, obs: Observation, goal: Goal) -> Objective:
+        if goal.kind not in self.goal_kinds:
+            raise GoalUnsupported(
+                f"goal-image checkpoint {self.checkpoint} plans towards image and joints goals, "
+                f"not {goal.kind}"
+            )
+        cost = self._goal_cost(goal)
+        with torch.no_grad():
+            state = self.net.encode(self.observation(obs))
+        self._last = (obs, goal, state)
+        return make_objective(self.net, state, cost)
+
+    def commands(self, q_ref: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        return arm_commands(self.env, q_ref, actions)
+
+    def default_planner(self) -> PlannerChoice:
+        return self._planner
+
+    @torch.no_grad()
+    def imagine(self, obs: Observation, goal: Goal, actions: np.ndarray) -> np.ndarray | None:
+        if "frames" not in self.net.provides:
+            return None  # DINO-WM without its visualisation decoder
+        last = self._last
+        if last is None or last[0] is not obs or last[1] is not goal:
+            self.objective(obs, goal)
+            last = self._last
+        assert last is not None
+        a = torch.as_tensor(actions, dtype=torch.float32)[None]
+        h = a.shape[1] - a.shape[1] % self.frameskip
+        if h < self.frameskip:
+            return None
+        frames = self.net.rollout(last[2], a[:, :h]).frames
         assert frames is not None
         return (frames[0, -1].clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy().copy()
 

@@ -63,6 +63,7 @@ PARAMETERS: dict[str, Any] = {
     "robot": "planar",
     "model": "mujoco",
     "checkpoint": "",
+    "model_options": [""],
     "task": "goal_reach",
     "pose_task": "reach",
     "planner": "cem",
@@ -206,6 +207,7 @@ class PlannerNode(LifecycleNode):
             camera=p["camera"],
             image_size=(int(size[0]), int(size[1])),
             threads=int(p["model_threads"]),
+            options=parse_overrides([o for o in p["model_options"] if o], "model_options"),
         )
         overrides = parse_overrides(p["planner_overrides"], "planner_overrides")
         if p["planner"]:
@@ -224,6 +226,11 @@ class PlannerNode(LifecycleNode):
         self.horizon = int(p["horizon"]) or int(cfg.get("horizon") or 0)
         if self.horizon < 1:
             raise ValueError(f"horizon must be >= 1 (or 0 for the planner's), got {p['horizon']}")
+        if self.horizon % self.model.horizon_multiple:
+            raise ValueError(
+                f"horizon {self.horizon} must be a multiple of {self.model.horizon_multiple} "
+                f"(model {p['model']!r} predicts {self.model.horizon_multiple} env steps at a time)"
+            )
         self.planner = planners.from_config(
             cfg,
             horizon=self.horizon,

@@ -137,7 +137,7 @@ class Nodes:
 
 @pytest.fixture
 def nodes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Nodes]:
-    offsets = {"end_to_end": 0, "bad_input": 1, "checkpoint": 2}
+    offsets = {"end_to_end": 0, "bad_input": 1, "checkpoint": 2, "goal_image": 5}
     n = Nodes(tmp_path, _domain(next(v for k, v in offsets.items() if k in request.node.name)))
     try:
         yield n
@@ -467,3 +467,93 @@ def test_checkpoint_model_plans_towards_a_pose_goal(nodes: Nodes, tmp_path: Path
     for msg in trajs:
         assert _traj_ok(msg, None) is None, _traj_ok(msg, None)
     assert "planner MPPI(" in nodes.logs()  # the configured line names the planner
+
+
+def test_goal_image_model_plans_from_the_camera(nodes: Nodes, tmp_path: Path) -> None:
+    """A DINO-WM checkpoint (``model: goal_image``) plans from camera images towards a joint goal
+    (rendered by the adapter) and an image goal; a camera that stops makes the node hold."""
+    from wm_planning.cli import main as cli
+    from wm_planning.envs.arm import ArmEnv
+
+    data, ck = tmp_path / "data", tmp_path / "dino.pt"
+    collect = ["collect", "env=planar-goal_reach", "policy=correlated", "episodes=2"]
+    assert cli([*collect, f"out={data}", "pixels=true", "image_size=32"]) == 0
+    train = ["train-visual", "model=dino_wm_conv", f"data={data}", "steps=2", "batch_size=2"]
+    assert cli([*train, f"out={ck}"]) == 0
+    params = {
+        "robot": "planar",
+        "model": "goal_image",
+        "checkpoint": str(ck),
+        "model_options": [
+            "proprio_weight=1.0",
+            "planner_options={population: 8, elites: 2, iterations: 1}",
+        ],
+        "planner": "",  # the adapter's: iCEM over 3 model steps (15 env steps)
+        "planner_overrides": [],
+        "horizon": 0,
+        "replan_every": 5,
+        "plan_deadline": 1.0,
+        "max_input_age": 0.5,
+        "status_rate": 5.0,
+        "image_size": [32, 32],
+        "camera_topic": "/cam/color",
+        "controller": "gi_ctrl",
+    }
+    nodes.start("planner_node", {"wm_planner": {"ros__parameters": params}})
+    trajs: list[JointTrajectory] = []
+    nodes.node.create_subscription(JointTrajectory, "/gi_ctrl/joint_trajectory", trajs.append, 10)
+    js_pub = nodes.node.create_publisher(JointState, "/joint_states", 10)
+    cam_pub = nodes.node.create_publisher(Image, "/cam/color", 10)
+    goal_pub = nodes.node.create_publisher(JointState, "/wm_planner/goal_joints", 10)
+    image_pub = nodes.node.create_publisher(Image, "/wm_planner/goal_image", 10)
+    q_meas = np.array([0.2, 0.4, -0.3])
+    env = ArmEnv("planar", "goal_reach")
+    env.set_joints(q_meas)
+    frame = env.render(size=(64, 64))  # the adapter resizes to the model's 32x32
+    env.set_joints(np.array([0.5, 0.1, 0.2]))
+    goal_img = env.render(size=(64, 64))
+    env.close()
+    camera_on = [True]
+
+    def publish() -> None:
+        js_pub.publish(
+            JointState(name=list(PLANAR.joint_names), position=q_meas.tolist(), velocity=[0.0] * 3)
+        )
+        if camera_on[0]:
+            cam_pub.publish(
+                Image(height=64, width=64, encoding="rgb8", step=192, data=frame.tobytes())
+            )
+
+    nodes.node.create_timer(0.04, publish)
+    nodes.spin_until(
+        lambda: (
+            bool(nodes.status) and nodes.status[-1]["input_ages_ms"]["joint_states"] is not None
+        ),
+        STARTUP_S,
+        "the planner to see joint states",
+    )
+    for pub in (goal_pub, image_pub):
+        nodes.spin_until(
+            lambda p=pub: p.get_subscription_count() > 0, 30.0, f"a subscriber on {pub.topic_name}"
+        )
+    goal_pub.publish(_joint_goal(np.array([1.0, -0.5, 0.8])))
+    nodes.spin_until(lambda: nodes.status[-1]["plans"] >= 3, 60.0, "plans for the joint goal")
+    s = nodes.status[-1]
+    assert s["goal"] == "joints", s
+    assert s["plan_errors"] == 0, s
+    image_pub.publish(
+        Image(height=64, width=64, encoding="rgb8", step=192, data=goal_img.tobytes())
+    )
+    nodes.spin_until(lambda: nodes.status[-1]["goal"] == "image", 30.0, "the image goal")
+    plans = nodes.status[-1]["plans"]
+    nodes.spin_until(lambda: nodes.status[-1]["plans"] >= plans + 3, 60.0, "image-goal plans")
+    s = nodes.status[-1]
+    assert s["mode"] == "planning", s
+    assert s["plan_errors"] == 0, s
+    assert trajs
+    assert len(trajs[-1].points) == 15
+    for msg in trajs:
+        assert _traj_ok(msg, None) is None, _traj_ok(msg, None)
+    camera_on[0] = False  # the camera goes silent: no planning from a stale picture
+    nodes.spin_until(lambda: nodes.status[-1]["mode"] == "holding", 10.0, "a hold")
+    assert "stale input: camera" in nodes.status[-1]["reason"], nodes.status[-1]

@@ -37,6 +37,7 @@ USAGE = """usage: wm-plan ros {up|bench} [ros=NAME] [params_file=PATH] [nodes=ar
                     wm_planner.replan_every=5 (values parsed as YAML)
   duration=S        bench only: seconds of goal-switching to measure (default 30)
   goal=KIND         bench only: joints (default), pose or image goals
+  period=S          bench only: seconds between goals (default 3)
 
 ROS_AUTOMATIC_DISCOVERY_RANGE defaults to LOCALHOST and ROS_DOMAIN_ID to the environment's."""
 
@@ -48,11 +49,13 @@ class Options:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     duration: float = 30.0
     goal: str = "joints"
+    period: float = 3.0
 
 
 def parse(argv: list[str]) -> Options:
     """Parse ``key=value`` options; raises ``ValueError`` with a clear message."""
     ros, params_file, nodes, duration, goal = "planar", "", "arm,planner", 30.0, "joints"
+    period = 3.0
     overrides: dict[str, dict[str, Any]] = {}
     known_nodes = {ros_name for _, ros_name in NODES.values()}
     for arg in argv:
@@ -69,6 +72,8 @@ def parse(argv: list[str]) -> Options:
             duration = float(value)
         elif key == "goal":
             goal = value
+        elif key == "period":
+            period = float(value)
         elif "." in key and key.split(".", 1)[0] in known_nodes:
             node, param = key.split(".", 1)
             overrides.setdefault(node, {})[param] = yaml.safe_load(value)
@@ -84,11 +89,11 @@ def parse(argv: list[str]) -> Options:
     bad = [n for n in chosen if n not in NODES]
     if bad or not chosen:
         raise ValueError(f"nodes must be a comma list of {sorted(NODES)}, got {nodes!r}")
-    if not duration > 0:
-        raise ValueError(f"duration must be > 0, got {duration}")
+    if not duration > 0 or not period > 0:
+        raise ValueError(f"duration and period must be > 0, got {duration}, {period}")
     if goal not in ("joints", "pose", "image"):
         raise ValueError(f"goal must be joints, pose or image, got {goal!r}")
-    return Options(path, chosen, overrides, duration, goal)
+    return Options(path, chosen, overrides, duration, goal, period)
 
 
 def ros_env() -> dict[str, str]:
@@ -207,6 +212,7 @@ def bench(argv: list[str]) -> int:
                 f"duration={opts.duration}",
                 f"params_file={params}",
                 f"goal={opts.goal}",
+                f"period={opts.period}",
             ]
             return subprocess.run(client, env=env, check=False).returncode
         except KeyboardInterrupt:

@@ -4,12 +4,18 @@
         [batch_size=32] [lr=3e-4] [seed=0] [device=cpu] [model_options.<option>=value ...]
 
 ``model=<name>`` reads ``configs/model/<name>.yaml`` (key ``name`` = the registered model,
-every other key an option of its ``Config``); ``model_options.<option>=`` overrides one option. The
-checkpoint holds the model name, options, :class:`ModelSpec` and weights (:func:`load_checkpoint`).
+every other key an option of its ``Config``); ``model_options.<option>=`` overrides one option.
+
+The checkpoint is one ``torch.save`` of plain data, read back with ``weights_only=True``
+(:func:`load_visual_checkpoint`): ``format`` (:data:`VISUAL_FORMAT`), ``version``, ``name`` (the
+registered model), ``options``, ``spec`` (:class:`ModelSpec`), ``state_dict``, ``weights_sha256``
+(checked on load), ``env`` (the dataset's env, which gives a deployment its robot, camera and
+proprioception layout), ``data`` (the dataset path) and ``config`` (this command's options).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -52,37 +58,112 @@ def _import_models() -> None:
     from wm_planning.models import dino_wm, visual_foresight  # noqa: F401
 
 
-def save_checkpoint(path: Path, name: str, options: dict[str, Any], model: Any) -> None:
+VISUAL_FORMAT = "wm-planning-visual-checkpoint"
+VISUAL_VERSION = 1
+
+
+@dataclass
+class VisualCheckpoint:
+    """A loaded visual checkpoint: the model (eval mode) and where it was trained.
+    ``env`` is None for files written before checkpoints recorded it."""
+
+    model: Any
+    name: str
+    env: str | None
+    config: dict[str, Any]
+
+
+def save_checkpoint(
+    path: Path,
+    name: str,
+    options: dict[str, Any],
+    model: Any,
+    *,
+    env: str | None = None,
+    config: dict[str, Any] | None = None,
+) -> None:
+    from wm_planning.training.checkpoint import to_plain, weights_digest, write_atomic
+
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    data = {
+        "format": VISUAL_FORMAT,
+        "version": VISUAL_VERSION,
+        "name": name,
+        "options": to_plain(options),
+        "spec": model.spec.to_dict(),
+        "state_dict": weights,
+        "weights_sha256": weights_digest(weights),
+        "env": env,
+        "data": None if config is None else config.get("data"),
+        "config": to_plain(config or {}),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(
-        {
-            "name": name,
-            "options": options,
-            "spec": model.spec.to_dict(),
-            "state_dict": model.state_dict(),
-        },
-        path,
-    )
+    write_atomic(data, path)  # a run killed while saving keeps its previous checkpoint
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> Any:
-    """Rebuild a visual model from :func:`save_checkpoint`'s file (eval mode, on ``device``)."""
+def load_visual_checkpoint(path: str | Path, device: str = "cpu") -> VisualCheckpoint:
+    """Read and validate a :func:`save_checkpoint` file; ``CheckpointError`` names what is wrong
+    (missing, corrupted, another format or version, weights that do not fit the model)."""
+    import pickle
+    import zipfile
+
     from wm_planning.models.registry import ModelSpec, make_model
+    from wm_planning.training.checkpoint import CHECKPOINT_FORMAT, CheckpointError, weights_digest
 
     _import_models()
-    ck = torch.load(path, map_location=device, weights_only=False)
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"visual checkpoint {path} not found")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
+            ValueError) as e:  # fmt: skip
+        raise CheckpointError(f"{path} is corrupted or not a checkpoint: {e}") from e
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"{path} is not a {VISUAL_FORMAT} file")
+    if ck.get("format") == CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is a `wm-plan train` checkpoint ({ck.get('model')}); goal-image planning "
+            "takes a `wm-plan train-visual` checkpoint (dino_wm, visual_foresight)"
+        )
+    fmt = ck.get("format")
+    if fmt is None and {"name", "options", "spec", "state_dict"} <= ck.keys():
+        pass  # written before the format header existed: no env, no checksum
+    elif fmt != VISUAL_FORMAT:
+        raise CheckpointError(f"{path} is not a {VISUAL_FORMAT} file")
+    elif ck.get("version") != VISUAL_VERSION:
+        raise CheckpointError(
+            f"{path}: visual checkpoint version {ck.get('version')} but this code reads version "
+            f"{VISUAL_VERSION}; retrain or use a matching wm-planning"
+        )
+    elif ck.get("weights_sha256") != weights_digest(ck["state_dict"]):
+        raise CheckpointError(f"visual checkpoint {path} is corrupted: weights checksum mismatch")
     spec = ck["spec"]
     model = make_model(
-        ck["name"],
+        str(ck["name"]),
         ModelSpec(
             {k: tuple(v) for k, v in spec["obs_shapes"].items()},
-            spec["action_dim"],
-            spec["episode_length"],
+            int(spec["action_dim"]),
+            int(spec["episode_length"]),
         ),
         **ck["options"],
     )
-    model.load_state_dict(ck["state_dict"])
-    return model.to(device).eval()
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"{path}: weights do not fit model {ck['name']!r} with its stored options: {e}"
+        ) from e
+    env = ck.get("env")
+    return VisualCheckpoint(
+        model.to(device).eval(), str(ck["name"]), None if env is None else str(env),
+        dict(ck.get("config") or {}),
+    )  # fmt: skip
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> Any:
+    """The model of :func:`load_visual_checkpoint` (eval mode, on ``device``)."""
+    return load_visual_checkpoint(path, device).model
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -108,6 +189,8 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
     options.update(cfg.model_options)
     ds = Dataset(Path(cfg.data))
     env_spec = ds.meta["spec"]  # the EnvSpec as stored in meta.json
+    env = ds.meta.get("env")
+    run_config = dataclasses.asdict(cfg)
     spec = ModelSpec(
         {str(k): tuple(v) for k, v in env_spec["obs_shapes"].items()},
         len(env_spec["action_low"]),
@@ -147,8 +230,8 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
             log.write({"step": step + 1, "seconds": round(time.perf_counter() - t0, 2),
                        "lr": opt.param_groups[0]["lr"], **means})  # fmt: skip
         if (step + 1) % cfg.checkpoint_every == 0:
-            save_checkpoint(out, name, options, model)
-    save_checkpoint(out, name, options, model)
+            save_checkpoint(out, name, options, model, env=env, config=run_config)
+    save_checkpoint(out, name, options, model, env=env, config=run_config)
     return {
         "first_loss": first["loss"],
         "final_loss": metrics["loss"],

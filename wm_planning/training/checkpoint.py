@@ -84,11 +84,11 @@ def weights_digest(weights: dict[str, Tensor]) -> str:
     return h.hexdigest()
 
 
-def _plain(x: Any) -> Any:
+def to_plain(x: Any) -> Any:
     if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
+        return {str(k): to_plain(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
+        return [to_plain(v) for v in x]
     return x
 
 
@@ -110,7 +110,7 @@ def save_checkpoint(
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "model": model.name,
-        "model_options": _plain(dataclasses.asdict(model.config)),
+        "model_options": to_plain(dataclasses.asdict(model.config)),
         "spec": model.spec.to_dict(),
         "weights": weights,
         "weights_sha256": weights_digest(weights),
@@ -119,16 +119,16 @@ def save_checkpoint(
             "obs_mean": model.obs_mean.cpu().tolist(),
             "obs_std": model.obs_std.cpu().tolist(),
         },
-        "config": _plain(config or {}),
+        "config": to_plain(config or {}),
         "step": int(step),
         "updates": int(updates),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "rng": dict(rng or {}),
     }
-    return _write_atomic(data, path)
+    return write_atomic(data, path)
 
 
-def _write_atomic(data: dict[str, Any], path: Path) -> Path:
+def write_atomic(data: dict[str, Any], path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -162,7 +162,7 @@ def strip_checkpoint(src: str | Path, dst: str | Path) -> Path:
         "optimizer": None,
         "rng": {},
     }
-    return _write_atomic(data, dst)
+    return write_atomic(data, dst)
 
 
 def load_checkpoint(path: str | Path, expect_model: str | None = None) -> Checkpoint:
