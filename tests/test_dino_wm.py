@@ -351,3 +351,32 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     imageio.imwrite(tmp_path / "goal.png", np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="proprioception"):
         cli([*goal, "seed=1000", f"goal_image={tmp_path / 'goal.png'}", "cost.proprio_weight=1"])
+
+
+def test_train_visual_resume_continues_bit_identically(tmp_path: Path) -> None:
+    """2 steps + ``resume=true`` to 4 gives the same weights and loss curve as 4 steps at once;
+    resuming with other settings or without a checkpoint fails with the reason."""
+    from wm_planning.cli import main as cli
+    from wm_planning.commands.train_visual import load_visual_checkpoint
+    from wm_planning.training.checkpoint import CheckpointError
+
+    data = tmp_path / "data"
+    collect = ["collect", "env=planar-goal_reach", "policy=correlated", "episodes=2"]
+    assert cli([*collect, f"out={data}", "pixels=true", "image_size=32"]) == 0
+    base = ["train-visual", "model=dino_wm_conv", f"data={data}", "batch_size=2", "log_every=1",
+            "warmup=1", "model_options.decoder=false"]  # fmt: skip
+    assert cli([*base, "steps=4", f"out={tmp_path / 'once.pt'}"]) == 0
+    assert cli([*base, "steps=2", f"out={tmp_path / 'twice.pt'}"]) == 0
+    assert cli([*base, "steps=4", f"out={tmp_path / 'twice.pt'}", "resume=true"]) == 0
+    once, twice = (load_visual_checkpoint(tmp_path / f"{n}.pt") for n in ("once", "twice"))
+    assert twice.step == once.step == 4
+    a, b = once.model.state_dict(), twice.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    curve = [(tmp_path / f"{n}.csv").read_text().splitlines() for n in ("once", "twice")]
+    assert len(curve[0]) == len(curve[1]) == 5  # header + steps 1..4, appended on resume
+    assert [r.split(",")[3] for r in curve[0]] == [r.split(",")[3] for r in curve[1]]  # loss
+
+    with pytest.raises(CheckpointError, match="batch_size 2 \\(now 4\\)"):
+        cli([*base, "steps=6", f"out={tmp_path / 'twice.pt'}", "resume=true", "batch_size=4"])
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        cli([*base, "steps=2", f"out={tmp_path / 'none.pt'}", "resume=true"])

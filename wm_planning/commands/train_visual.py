@@ -2,6 +2,7 @@
 
     wm-plan train-visual model=dino_wm data=data/planar64 steps=2000 out=runs/dino.pt \\
         [batch_size=32] [lr=3e-4] [seed=0] [device=cpu] [model_options.<option>=value ...]
+        [resume=true]   # continue out (weights, optimizer, LR schedule, RNG) up to steps
 
 ``model=<name>`` reads ``configs/model/<name>.yaml`` (key ``name`` = the registered model,
 every other key an option of its ``Config``); ``model_options.<option>=`` overrides one option.
@@ -42,6 +43,7 @@ class TrainVisualConfig:
     log_every: int = 50
     checkpoint_every: int = 500  # also written at the end; a killed run keeps its latest
     warmup: int = 100  # linear LR warm-up steps, then cosine decay to lr/10 at ``steps``
+    resume: bool = False  # continue ``out`` (weights, optimizer, schedule, RNG) up to ``steps``
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,6 +73,9 @@ class VisualCheckpoint:
     name: str
     env: str | None
     config: dict[str, Any]
+    step: int = 0  # optimisation steps done
+    seconds: float = 0.0  # training wall time so far
+    train_state: dict[str, Any] | None = None  # optimizer, scheduler, rng (to resume)
 
 
 def save_checkpoint(
@@ -81,6 +86,9 @@ def save_checkpoint(
     *,
     env: str | None = None,
     config: dict[str, Any] | None = None,
+    step: int = 0,
+    seconds: float = 0.0,
+    train_state: dict[str, Any] | None = None,
 ) -> None:
     from wm_planning.training.checkpoint import to_plain, weights_digest, write_atomic
 
@@ -96,6 +104,9 @@ def save_checkpoint(
         "env": env,
         "data": None if config is None else config.get("data"),
         "config": to_plain(config or {}),
+        "step": int(step),
+        "seconds": float(seconds),
+        "train_state": train_state,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(data, path)  # a run killed while saving keeps its previous checkpoint
@@ -157,7 +168,8 @@ def load_visual_checkpoint(path: str | Path, device: str = "cpu") -> VisualCheck
     env = ck.get("env")
     return VisualCheckpoint(
         model.to(device).eval(), str(ck["name"]), None if env is None else str(env),
-        dict(ck.get("config") or {}),
+        dict(ck.get("config") or {}), int(ck.get("step", 0)), float(ck.get("seconds", 0.0)),
+        ck.get("train_state"),
     )  # fmt: skip
 
 
@@ -205,14 +217,29 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
     out = Path(cfg.out)
-    out.with_suffix(".csv").unlink(missing_ok=True)  # a fresh run starts a fresh curve
+    g = torch.Generator().manual_seed(cfg.seed)
+    start, elapsed = 0, 0.0
+    if cfg.resume:
+        start, elapsed = _resume(cfg, out, name, options, model, opt, sched, g)
+    else:
+        out.with_suffix(".csv").unlink(missing_ok=True)  # a fresh run starts a fresh curve
     log = CSVLog(out.with_suffix(".csv"))  # loss curve: mean metrics over each log_every steps
     window: dict[str, list[float]] = {}
-    g = torch.Generator().manual_seed(cfg.seed)
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - elapsed
     first: dict[str, float] = {}
     metrics: dict[str, float] = {}
-    bar = tqdm(range(cfg.steps), disable=not progress, unit="step")
+
+    def save(step: int) -> None:
+        state = {
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "rng": {"loader": g.get_state(), "torch": torch.get_rng_state()},
+        }
+        save_checkpoint(out, name, options, model, env=env, config=run_config, step=step,
+                        seconds=time.perf_counter() - t0, train_state=state)  # fmt: skip
+
+    bar = tqdm(range(start, cfg.steps), disable=not progress, unit="step", initial=start,
+               total=cfg.steps)  # fmt: skip
     for step in bar:
         loss, metrics = model.loss(loader.sample(g))
         opt.zero_grad(set_to_none=True)
@@ -230,14 +257,62 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
             log.write({"step": step + 1, "seconds": round(time.perf_counter() - t0, 2),
                        "lr": opt.param_groups[0]["lr"], **means})  # fmt: skip
         if (step + 1) % cfg.checkpoint_every == 0:
-            save_checkpoint(out, name, options, model, env=env, config=run_config)
-    save_checkpoint(out, name, options, model, env=env, config=run_config)
+            save(step + 1)
+    if start < cfg.steps:
+        save(cfg.steps)
     return {
-        "first_loss": first["loss"],
-        "final_loss": metrics["loss"],
+        "first_loss": first.get("loss", math.nan),
+        "final_loss": metrics.get("loss", math.nan),
         "seconds": time.perf_counter() - t0,
         "params": float(model.num_params()),
+        "start_step": float(start),
     }
+
+
+def _resume(
+    cfg: TrainVisualConfig,
+    out: Path,
+    name: str,
+    options: dict[str, Any],
+    model: Any,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    g: torch.Generator,
+) -> tuple[int, float]:
+    """Load ``out`` into the fresh ``model``/``opt``/``sched``/``g``; returns (step, seconds).
+    The model, its options and the data must be the run's own."""
+    from wm_planning.training.checkpoint import CheckpointError, to_plain
+
+    if not out.is_file():
+        raise CheckpointError(f"resume=true but {out} does not exist: nothing to resume")
+    ck = load_visual_checkpoint(out)
+    if ck.train_state is None:
+        raise CheckpointError(f"{out} has no optimizer state (written before resume existed)")
+    same = {
+        "model": (ck.name, name),
+        "model options": (to_plain(ck.config.get("model_options")), to_plain(cfg.model_options)),
+        "data": (ck.config.get("data"), cfg.data),
+        "batch_size": (ck.config.get("batch_size"), cfg.batch_size),
+        "seq_len": (ck.config.get("seq_len"), cfg.seq_len),
+        "lr": (ck.config.get("lr"), cfg.lr),
+        "warmup": (ck.config.get("warmup"), cfg.warmup),
+    }
+    diff = {k: v for k, v in same.items() if v[0] != v[1]}
+    if diff:
+        raise CheckpointError(
+            f"resume=true: {out} was trained with other settings "
+            + ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in diff.items())
+        )
+    model.load_state_dict(ck.model.state_dict())
+    opt.load_state_dict(ck.train_state["optimizer"])
+    sched.load_state_dict(ck.train_state["scheduler"])
+    # The schedule runs to this run's `steps`, which may be more than the first sitting's: the
+    # learning rate is recomputed for the step reached instead of kept from the old schedule.
+    for group, base in zip(opt.param_groups, sched.base_lrs, strict=True):
+        group["lr"] = base * lr_factor(ck.step, cfg.warmup, cfg.steps)
+    g.set_state(ck.train_state["rng"]["loader"])
+    torch.set_rng_state(ck.train_state["rng"]["torch"])
+    return ck.step, ck.seconds
 
 
 def load_config(argv: list[str]) -> TrainVisualConfig:
@@ -263,8 +338,10 @@ def main(argv: list[str]) -> int:
         return 0
     cfg = load_config(argv)
     s = train(cfg)
+    resumed = f" (resumed at step {s['start_step']:.0f})" if cfg.resume else ""
     print(
-        f"trained {cfg.model} ({s['params']:.0f} params) for {cfg.steps} steps in {s['seconds']:.0f} s: "
-        f"loss {s['first_loss']:.4f} -> {s['final_loss']:.4f}; checkpoint {cfg.out}"
+        f"trained {cfg.model} ({s['params']:.0f} params) for {cfg.steps} steps{resumed} in "
+        f"{s['seconds']:.0f} s: loss {s['first_loss']:.4f} -> {s['final_loss']:.4f}; "
+        f"checkpoint {cfg.out}"
     )
     return 0
