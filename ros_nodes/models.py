@@ -169,6 +169,19 @@ def arm_commands(env: ArmEnv, q_ref: np.ndarray, actions: np.ndarray) -> np.ndar
     return np.asarray(q_refs[0])
 
 
+def checked_image(
+    img: np.ndarray | None, size: tuple[int, int], what: str, checkpoint: str
+) -> np.ndarray:
+    """``img`` as an ``h×w×3`` uint8 array of ``size``, or a ``ValueError`` saying what is wrong."""
+    want = (*size, 3)
+    if img is None:
+        raise ValueError(f"{what} missing: checkpoint {checkpoint} plans from pixels")
+    img = np.asarray(img)
+    if img.shape != want or img.dtype != np.uint8:
+        raise ValueError(f"{what} must be {want} uint8, got {img.shape} {img.dtype}")
+    return img
+
+
 # -- exact physics ---------------------------------------------------------------------------------
 class _FinalFrames(WorldModel):
     """Adds ``frames`` (``B×1×3×h×w``: the final predicted state only, rendered) to an exact
@@ -435,13 +448,7 @@ class CheckpointModel(PlanningModel):
         return out
 
     def _image(self, img: np.ndarray | None, what: str) -> np.ndarray:
-        want = (*self.image_size, 3)
-        if img is None:
-            raise ValueError(f"{what} missing: checkpoint {self.checkpoint} plans from pixels")
-        img = np.asarray(img)
-        if img.shape != want or img.dtype != np.uint8:
-            raise ValueError(f"{what} must be {want} uint8, got {img.shape} {img.dtype}")
-        return img
+        return checked_image(img, self.image_size, what, self.checkpoint)
 
     @torch.no_grad()
     def encode(self, obs: Mapping[str, np.ndarray]) -> LatentState:
@@ -630,13 +637,7 @@ class GoalImageModel(PlanningModel):
 
     # -- goals ------------------------------------------------------------------------------------
     def _checked_image(self, img: np.ndarray | None, what: str) -> np.ndarray:
-        want = (*self.image_size, 3)
-        if img is None:
-            raise ValueError(f"{what} missing: checkpoint {self.checkpoint} plans from pixels")
-        img = np.asarray(img)
-        if img.shape != want or img.dtype != np.uint8:
-            raise ValueError(f"{what} must be {want} uint8, got {img.shape} {img.dtype}")
-        return img
+        return checked_image(img, self.image_size, what, self.checkpoint)
 
     def goal_image(self, goal: Goal) -> tuple[np.ndarray, np.ndarray | None]:
         """The goal picture and, for ``joints`` goals, the goal proprioception (``q``, zero
