@@ -163,3 +163,22 @@ def test_every_case_and_planner_option_set_builds() -> None:
         case = bench.get_case(name)
         for planner in ("mppi", "cem", "icem", "random_shooting", "gradient"):
             planners.make(planner, **bench.options_for(planner, case))
+
+
+def test_bench_train_times_real_updates(capsys: pytest.CaptureFixture[str]) -> None:
+    """``wm-plan bench train``: one row per mode with the update timing columns (eager here;
+    the compiled path is checked against eager in test_training)."""
+    argv = ["bench", "train", "--model", "tdmpc2_tiny", "--mode", "eager", "--repeats", "2"]
+    assert main([*argv, "--warmup", "0", "--threads", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1
+    r = rows[0]
+    assert (r["model"], r["env"], r["mode"], r["threads"]) == (
+        "tdmpc2_tiny",
+        "planar-reach",
+        "eager",
+        1,
+    )
+    assert (r["batch"], r["seq_len"]) == (256, 3)
+    assert 0 < r["median_ms"] <= r["p90_ms"]
+    assert r["updates_per_s"] == pytest.approx(1e3 / r["median_ms"])

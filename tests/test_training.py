@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,22 @@ def test_shipped_checkpoint_is_small_and_steers_the_arm(
     text = capsys.readouterr().out
     start, final = (float(x) for x in text.split("distance ")[1].split(" in ")[0].split(" -> "))
     assert final < 0.3 * start, text
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_training_matches_eager(tmp_path: Path) -> None:
+    """``compile=true`` trains the same model (same losses and weights up to float rounding)."""
+    data = tmp_path / "data"
+    assert cli(["collect", "env=planar-reach", "episodes=2", f"out={data}"]) == 0
+    args = ["train", "model=tdmpc2_tiny", f"data={data}", "steps=3", "batch_size=8",
+            "progress=false", "threads=1", "log_every=1", "tensorboard=false"]  # fmt: skip
+    for mode in ("false", "true"):
+        assert cli([*args, f"out={tmp_path / mode}", f"compile={mode}"]) == 0
+    eager, compiled = (load_checkpoint(tmp_path / m / "checkpoint.pt") for m in ("false", "true"))
+    for k, v in eager.weights.items():
+        assert torch.allclose(v.float(), compiled.weights[k].float(), atol=1e-4), k
+    rows = [(tmp_path / m / "train.csv").read_text().splitlines()[1:] for m in ("false", "true")]
+    header = (tmp_path / "false" / "train.csv").read_text().splitlines()[0].split(",")
+    i = header.index("loss")
+    losses = [[float(r.split(",")[i]) for r in rs] for rs in rows]
+    assert np.allclose(losses[0], losses[1], rtol=1e-4)

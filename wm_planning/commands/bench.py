@@ -101,3 +101,26 @@ def bench_checkpoints(argv: list[str]) -> int:
             return 2
     print(checkpoints.to_json(rows) if args.json else checkpoints.table(rows))
     return 0
+
+
+@command("bench train", help="ms per training update, eager vs torch.compile")
+def bench_train(argv: list[str]) -> int:
+    from wm_planning.bench import train
+
+    p = argparse.ArgumentParser(prog="wm-plan bench train", description=train.__doc__)
+    p.add_argument("--model", default="tdmpc2_1m", help="configs/model/<name>")
+    p.add_argument(
+        "--env", default="planar-reach", help="registered env (batches from its episodes)"
+    )
+    p.add_argument("--mode", choices=["eager", "compile", "both"], default="both")
+    p.add_argument("--repeats", type=int, default=20, help="timed updates per mode")
+    p.add_argument("--warmup", type=int, default=3, help="untimed updates after the first")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print JSON rows instead of the table")
+    args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    modes = ("eager", "compile") if args.mode == "both" else (args.mode,)
+    rows = train.bench_train(args.model, args.env, modes, args.repeats, args.warmup)
+    print(train.to_json(rows) if args.json else train.table(rows))
+    return 0

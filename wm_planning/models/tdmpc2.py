@@ -107,11 +107,9 @@ class RunningScale(nn.Module):
             x.detach().float().flatten(), torch.tensor([0.05, 0.95], device=x.device)
         )
         span = q[1] - q[0]
-        if bool(self.initialised):
-            self.value.lerp_(span, self.tau)
-        else:
-            self.value.copy_(span)
-            self.initialised.fill_(True)
+        # branch-free (no host sync, no torch.compile graph break): the first update sets it
+        self.value.copy_(torch.where(self.initialised, self.value.lerp(span, self.tau), span))
+        self.initialised.fill_(True)
 
     def forward(self, x: Tensor) -> Tensor:
         return x / self.value.clamp_min(1.0)
@@ -490,14 +488,11 @@ class TDMPC2(LearnedModel):
         pi_loss = (
             -(c.entropy_coef * scaled_ent.view(bsz, horizon + 1) + q_pi).mean(0) * rho
         ).mean()
-        metrics = {
-            "consistency": float(consistency.detach()),
-            "reward_loss": float(reward_loss.detach()),
-            "value_loss": float(value_loss.detach()),
-            "pi_loss": float(pi_loss.detach()),
-            "pi_scale": float(self.scale.value),
-            "model_loss": float(model_loss.detach()),
-        }
+        terms = torch.stack([consistency, reward_loss, value_loss, pi_loss, self.scale.value,
+                             model_loss]).detach()  # fmt: skip
+        # one host transfer for all metrics, after the loss (a torch.compile graph ends here)
+        names = ("consistency", "reward_loss", "value_loss", "pi_loss", "pi_scale", "model_loss")
+        metrics = dict(zip(names, terms.tolist(), strict=True))
         return model_loss + pi_loss, metrics
 
     def optim_groups(self, lr: float) -> list[dict[str, Any]]:

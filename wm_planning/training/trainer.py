@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import os
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,6 +72,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     tensorboard: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if "name" not in self.model:
@@ -139,6 +142,17 @@ def make_env(name: str, pixels: bool, image_size: int) -> Any:
     return envs.make(name, **kwargs)
 
 
+def require_compiler(device: torch.device) -> None:
+    """``torch.compile`` on a CPU builds C++ kernels: fail early, with the fix, without one."""
+    if device.type == "cpu" and not any(
+        shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")
+    ):
+        raise RuntimeError(
+            "compile=true on a CPU needs a C++ compiler (e.g. `apt-get install g++`); "
+            "or train with compile=false"
+        )
+
+
 class Trainer:
     """Builds (or resumes) the model and optimizer; :meth:`update` is one gradient step."""
 
@@ -151,6 +165,16 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)  # weight init, dropout, augmentation
         self.model = model_from_config(cfg.model, spec).to(self.device).train()
+        # The loss as called by update(): torch.compile fuses its element-wise work (one
+        # compilation at the first update, then the same shapes every step).
+        self._loss = self.model.loss
+        if cfg.compile:
+            require_compiler(self.device)
+            import torch._inductor.config as inductor_config
+
+            # draw random numbers exactly as eager mode does (same seeds, same run)
+            inductor_config.fallback_random = True
+            self._loss = torch.compile(self.model.loss)
         groups = self.model.optim_groups(float(cfg.resolved("lr")))
         self.clips = [g.get("clip") for g in groups]
         self.optimizer = torch.optim.Adam(
@@ -202,7 +226,7 @@ class Trainer:
     def update(self, batch: Mapping[str, Tensor]) -> dict[str, float]:
         """One gradient step on ``batch``; each parameter group is clipped to its own norm."""
         self.model.train()
-        loss, metrics = self.model.loss(batch)
+        loss, metrics = self._loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at update {self.updates}: {metrics}")
         self.optimizer.zero_grad(set_to_none=True)
