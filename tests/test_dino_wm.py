@@ -380,3 +380,12 @@ def test_train_visual_resume_continues_bit_identically(tmp_path: Path) -> None:
         cli([*base, "steps=6", f"out={tmp_path / 'twice.pt'}", "resume=true", "batch_size=4"])
     with pytest.raises(CheckpointError, match="nothing to resume"):
         cli([*base, "steps=2", f"out={tmp_path / 'none.pt'}", "resume=true"])
+
+    # init_from: the trained weights, a fresh optimizer (its first loss is the trained model's)
+    fine = [*base, "steps=1", f"out={tmp_path / 'fine.pt'}", f"init_from={tmp_path / 'once.pt'}"]
+    assert cli(fine) == 0
+    first = float((tmp_path / "fine.csv").read_text().splitlines()[1].split(",")[3])
+    fresh = float(curve[0][1].split(",")[3])  # the untrained model on the same first batch
+    assert first < fresh
+    with pytest.raises(CheckpointError, match=r"other options \(\['history'\]\)"):
+        cli([*fine, "model_options.history=2"])

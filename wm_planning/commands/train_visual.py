@@ -44,6 +44,7 @@ class TrainVisualConfig:
     checkpoint_every: int = 500  # also written at the end; a killed run keeps its latest
     warmup: int = 100  # linear LR warm-up steps, then cosine decay to lr/10 at ``steps``
     resume: bool = False  # continue ``out`` (weights, optimizer, schedule, RNG) up to ``steps``
+    init_from: str | None = None  # start from this checkpoint's weights (fresh optimizer/schedule)
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -53,6 +54,8 @@ class TrainVisualConfig:
             raise ValueError(f"lr must be > 0 and warmup >= 0, got {self.lr}, {self.warmup}")
         if self.seq_len is not None and self.seq_len < 1:
             raise ValueError(f"seq_len must be >= 1, got {self.seq_len}")
+        if self.resume and self.init_from:
+            raise ValueError("resume=true continues out; init_from starts a new run: pick one")
 
 
 def _import_models() -> None:
@@ -222,6 +225,8 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
     if cfg.resume:
         start, elapsed = _resume(cfg, out, name, options, model, opt, sched, g)
     else:
+        if cfg.init_from:
+            _init_from(cfg.init_from, name, model)
         out.with_suffix(".csv").unlink(missing_ok=True)  # a fresh run starts a fresh curve
     log = CSVLog(out.with_suffix(".csv"))  # loss curve: mean metrics over each log_every steps
     window: dict[str, list[float]] = {}
@@ -267,6 +272,21 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
         "params": float(model.num_params()),
         "start_step": float(start),
     }
+
+
+def _init_from(path: str, name: str, model: Any) -> None:
+    """Fine-tuning: the weights of ``path`` (the same model with the same options), nothing else
+    (a fresh optimizer, LR schedule and step count)."""
+    from wm_planning.training.checkpoint import CheckpointError
+
+    ck = load_visual_checkpoint(path)
+    old, new = dataclasses.asdict(ck.model.config), dataclasses.asdict(model.config)
+    if ck.name != name or old != new:
+        diff = sorted(k for k in new if old.get(k) != new[k])
+        raise CheckpointError(
+            f"init_from={path} holds a {ck.name!r} model with other options ({diff or 'model'})"
+        )
+    model.load_state_dict(ck.model.state_dict())
 
 
 def _resume(
