@@ -3,6 +3,7 @@
     wm-plan train-visual model=dino_wm data=data/planar64 steps=2000 out=runs/dino.pt \\
         [batch_size=32] [lr=3e-4] [seed=0] [device=cpu] [model_options.<option>=value ...]
         [resume=true]   # continue out (weights, optimizer, LR schedule, RNG) up to steps
+        [init_from=PATH]   # fine-tune: PATH's weights, a fresh optimizer and LR schedule
 
 ``model=<name>`` reads ``configs/model/<name>.yaml`` (key ``name`` = the registered model,
 every other key an option of its ``Config``); ``model_options.<option>=`` overrides one option.
