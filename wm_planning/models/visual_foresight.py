@@ -127,7 +127,7 @@ class CDNA(LearnedModel):
         self.mask_head = nn.Conv2d(c, cfg.num_kernels + 1, 3, 1, 1)
         # NHWC convolutions: 1.6x faster rollouts on a CPU (oneDNN's transposed convolutions
         # are much slower on NCHW); the weights keep their shapes and state-dict keys
-        self.to(memory_format=torch.channels_last)
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def transformations(
         self, prev: Tensor, context: Tensor, action: Tensor
