@@ -397,7 +397,10 @@ class CheckpointModel(PlanningModel):
         spec = self.net.spec
         # The env exactly as the trainer built it (task preset included); pixels come from the
         # camera, so the env never renders.
-        env = make_env(env_name, False, int(train.get("image_size", 64)))
+        ar = train.get("action_repeat")
+        env = make_env(
+            env_name, False, int(train.get("image_size", 64)), None if ar is None else int(ar)
+        )
         assert isinstance(env, ArmEnv)
         self.env = env
         if env.robot.name != robot:

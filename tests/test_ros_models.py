@@ -68,7 +68,11 @@ PLANNER_OPTIONS = {"num_samples": 16, "num_elites": 4, "iterations": 2}
 
 
 def save_tiny_checkpoint(
-    path: Path, env_name: str = "planar-reach", model: str = "tdmpc2_tiny", **options: Any
+    path: Path,
+    env_name: str = "planar-reach",
+    model: str = "tdmpc2_tiny",
+    train_extra: dict[str, Any] | None = None,
+    **options: Any,
 ) -> Path:
     """An untrained tiny model saved as ``wm-plan train`` saves it. Its weights are perturbed:
     untrained reward and value heads start at zero, which would make every cost equal."""
@@ -97,6 +101,7 @@ def save_tiny_checkpoint(
         "planner_options": PLANNER_OPTIONS,
         "num_prior": 4,
         "replan_every": 1,
+        **(train_extra or {}),
     }
     return save_checkpoint(path, net, config=train, step=10)
 

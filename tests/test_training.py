@@ -194,3 +194,20 @@ def test_compiled_training_matches_eager(tmp_path: Path) -> None:
     i = header.index("loss")
     losses = [[float(r.split(",")[i]) for r in rs] for rs in rows]
     assert np.allclose(losses[0], losses[1], rtol=1e-4)
+
+
+def test_action_repeat_flows_from_training_to_evaluation(tmp_path: Path) -> None:
+    """A checkpoint trained with ``action_repeat=2`` is evaluated in an env stepping the same."""
+    from test_ros_models import save_tiny_checkpoint  # tests/ is on sys.path under pytest
+
+    from wm_planning.envs.randomization import RandomizationConfig
+    from wm_planning.eval.policies import CheckpointPolicy, PolicyConfig, make_real_env
+    from wm_planning.training import make_env
+
+    ck = save_tiny_checkpoint(tmp_path / "ar.pt", train_extra={"action_repeat": 2})
+    policy = CheckpointPolicy(PolicyConfig(policy="checkpoint", checkpoint=str(ck)))
+    assert policy.action_repeat == 2
+    env, base = make_real_env(policy, RandomizationConfig()), make_env("planar-reach", False, 64)
+    assert env.spec.control_dt == pytest.approx(2 * base.spec.control_dt)
+    env.close()
+    base.close()

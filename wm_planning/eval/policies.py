@@ -79,6 +79,7 @@ class Policy(ABC):
     env_name: str
     pixels: bool = False
     image_size: int = 64
+    action_repeat: int | None = None  # a checkpoint's training value (None: the task preset's)
     replanned: bool = False
     plan_time_s: float | None = None
     raw_out_of_box: bool = False
@@ -310,10 +311,12 @@ class CheckpointPolicy(Policy):
         self.env_name = cfg.env or str(train.get("env"))
         self.pixels = bool(train.get("pixels", self.model.pixels))
         self.image_size = int(train.get("image_size", 64))
+        ar = train.get("action_repeat")
+        self.action_repeat = None if ar is None else int(ar)
         self.trained_steps = int(ck.step)
         from wm_planning.training import make_env
 
-        probe = make_env(self.env_name, False, self.image_size)  # only for the action box
+        probe = make_env(self.env_name, False, self.image_size, self.action_repeat)  # action box
         low, high = probe.spec.action_low, probe.spec.action_high
         probe.close()
         opts = None if cfg.planner_options is None else dict(cfg.planner_options)
@@ -378,14 +381,17 @@ def make_eval_env(
     randomization: RandomizationConfig,
     pixels: bool = False,
     image_size: int = 64,
+    action_repeat: int | None = None,
 ) -> RandomizedEnv:
     """The "real" env of an evaluation: episode ``i``'s start, goal and physics sample are those
     of ``reset(seed + i)`` (the ROS path's arm node and client reset the same way)."""
     from wm_planning.training import make_env
 
-    return RandomizedEnv(make_env(env_name, pixels, image_size), randomization)
+    return RandomizedEnv(make_env(env_name, pixels, image_size, action_repeat), randomization)
 
 
 def make_real_env(policy: Policy, randomization: RandomizationConfig) -> RandomizedEnv:
     """The "real" env the policy acts in: its env, randomized by ``randomization``."""
-    return make_eval_env(policy.env_name, randomization, policy.pixels, policy.image_size)
+    return make_eval_env(
+        policy.env_name, randomization, policy.pixels, policy.image_size, policy.action_repeat
+    )

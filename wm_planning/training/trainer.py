@@ -48,6 +48,7 @@ class TrainConfig:
     env: str = "planar-reach"
     pixels: bool = False
     image_size: int = 64
+    action_repeat: int | None = None
     data: str | None = None
     steps: int = 100_000
     seed_steps: int | None = None
@@ -132,13 +133,16 @@ class CSVLog:
                     self.tb.add_scalar(f"{self.tag}/{k}", v, global_step=int(row[self.x]))
 
 
-def make_env(name: str, pixels: bool, image_size: int) -> Any:
-    """Env ``name`` with its ``configs/task`` preset (as ``wm-plan collect`` builds it)."""
+def make_env(name: str, pixels: bool, image_size: int, action_repeat: int | None = None) -> Any:
+    """Env ``name`` with its ``configs/task`` preset (as ``wm-plan collect`` builds it);
+    ``action_repeat`` overrides the preset's (e.g. TD-MPC2's 2 on DMControl, PlaNet's 4)."""
     from wm_planning import envs
     from wm_planning.commands.collect import task_preset
 
     kwargs = task_preset(name)
     kwargs.update(pixels=pixels, image_size=(image_size, image_size))
+    if action_repeat is not None:
+        kwargs["action_repeat"] = int(action_repeat)
     return envs.make(name, **kwargs)
 
 
@@ -301,7 +305,7 @@ def train_online(cfg: TrainConfig, config_dict: dict[str, Any]) -> Trainer:
     """Interleave env steps and updates until ``cfg.steps`` env steps (see the module docstring)."""
     from tqdm import tqdm
 
-    env = make_env(cfg.env, cfg.pixels, cfg.image_size)
+    env = make_env(cfg.env, cfg.pixels, cfg.image_size, cfg.action_repeat)
     try:
         spec = ModelSpec(dict(env.spec.obs_shapes), env.spec.action_dim, env.spec.episode_length)
         trainer = Trainer(cfg, spec, config_dict)
