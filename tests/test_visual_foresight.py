@@ -3,7 +3,10 @@ and the designated-pixel cost plans them toward the target."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 from torch import Tensor
 
@@ -117,3 +120,52 @@ def test_cdna_rollout_preserves_probability_and_trains() -> None:
         opt.step()
         losses.append(m["loss"])
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+def test_arm_camera_projection_is_the_pinhole_model() -> None:
+    """``ArmEnv.project``: the camera's optical axis lands on the image centre, a point at the
+    half field of view on the top edge; ``keypoints`` are the link tips and the end effector."""
+    from wm_planning.envs.arm import ArmEnv
+
+    env = ArmEnv("planar", "goal_reach", image_size=(48, 64))
+    m, d = env.model, env.data
+    cam = m.camera(env.spec.camera).id
+    pos, rot = d.cam_xpos[cam], d.cam_xmat[cam].reshape(3, 3)
+    ahead = pos - 2.0 * rot[:, 2]  # 2 m along the viewing direction (-z)
+    half = np.tan(np.deg2rad(m.cam_fovy[cam]) / 2)
+    top = ahead + 2.0 * half * rot[:, 1]  # up by the half field of view at that depth
+    px = env.project(np.stack([ahead, top]))
+    assert np.allclose(px, [[24.0, 32.0], [0.0, 32.0]], atol=1e-6)
+    with pytest.raises(ValueError, match="behind the camera"):
+        env.project((pos + rot[:, 2])[None])
+    kp = env.keypoints()
+    assert kp.shape == (3, 3)
+    assert np.allclose(kp[-1], env.ee_pos())
+    env.close()
+
+
+def test_goal_command_with_designated_pixels(tmp_path: Path) -> None:
+    """``wm-plan goal`` with visual foresight's designated-pixel cost: the arm's keypoints
+    (re-located each plan) or a user's marks carried by the model's pixel distributions."""
+    import json
+
+    from wm_planning.cli import main as cli
+
+    data, ck = tmp_path / "data", tmp_path / "vf.pt"
+    collect = ["collect", "env=planar-goal_reach", "policy=correlated", "episodes=2"]
+    assert cli([*collect, f"out={data}", "pixels=true", "image_size=32"]) == 0
+    train = ["train-visual", "model=visual_foresight", f"data={data}", "steps=2", "batch_size=2"]
+    assert cli([*train, f"out={ck}", "model_options.channels=8"]) == 0
+    goal = ["goal", f"checkpoint={ck}", "env=planar-goal_reach", "seed=1000", "episodes=1",
+            "steps=6", "plan_blocks=3", "replan_every=2", "planner.population=8",
+            "planner.elites=2", "planner.iterations=1", "video=null", f"results={tmp_path / 'r.json'}"]  # fmt: skip
+    assert cli([*goal, "designated.keypoints=true", "cost.every_step=true"]) == 0
+    ep = json.loads((tmp_path / "r.json").read_text())["episodes"][0]
+    assert len(ep["plan_times"]) == 3  # 6 steps, a plan every 2
+    marks = ["designated.pixels=[[10,12],[20,5]]", "designated.targets=[[12,12],[18,9]]"]
+    assert cli([*goal, *marks, f"video={tmp_path / 'd.mp4'}"]) == 0  # carried by the model
+    assert (tmp_path / "d.mp4").is_file()
+    with pytest.raises(ValueError, match="one target per mark"):
+        cli([*goal, "designated.pixels=[[10,12]]", "designated.targets=[[1,1],[2,2]]"])
+    with pytest.raises(ValueError, match="inside the"):
+        cli([*goal, "designated.pixels=[[40,12]]", "designated.targets=[[1,1]]"])

@@ -11,6 +11,16 @@ Prints success (``env.evaluate()``), final distance and plan time per control st
 ``results=PATH.json`` also writes every episode and the summary. ``held_out_from=DATA_DIR``
 refuses to run when an episode seed is one of that dataset's (training) episode seeds, so the
 start/goal pairs are guaranteed unseen.
+
+Designated pixels (visual foresight, Finn & Levine 2017): instead of a goal image, pixels in the
+camera image and where each should go, scored by the expected distance under the model's
+predicted pixel distributions (:class:`~wm_planning.costs_visual.DesignatedPixelCost`).
+``designated.pixels=[[r, c], ...] designated.targets=[[r, c], ...]`` are a user's marks (at
+the model's image size); between plans the marks are carried by the model itself: its pixel
+distributions propagated through the actions executed (no tracker, as in visual MPC, so they
+drift where the model errs). ``designated.keypoints=true`` marks the arm's link tips and sets
+their targets where the goal configuration puts them; each plan re-locates them by projecting
+the simulator's link positions (a perfect tracker).
 """
 
 from __future__ import annotations
@@ -38,6 +48,43 @@ def _panel(img: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(img, scale, 0), scale, 1)
 
 
+def _designated(cfg: Any, env: Any, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(marks ``P×2``, targets ``P×2``) in (row, col) pixels at ``size``, or None (goal image)."""
+    d = cfg.get("designated")
+    if d is None or not (d.get("keypoints") or d.get("pixels") is not None):
+        return None
+    if d.get("keypoints"):
+        if d.get("pixels") is not None or d.get("targets") is not None:
+            raise ValueError("designated.keypoints=true marks the arm itself: drop pixels/targets")
+        if not hasattr(env, "keypoints"):
+            raise ValueError(f"designated.keypoints needs an arm env, not {cfg.env}")
+        saved = env.get_state()
+        env.set_state(env.goal_state())
+        targets = env.project(env.keypoints(), None, size)
+        env.set_state(saved)
+        return env.project(env.keypoints(), None, size), targets
+    marks = np.asarray(d.get("pixels"), dtype=float).reshape(-1, 2)
+    targets = np.asarray(d.get("targets") or [], dtype=float).reshape(-1, 2)
+    if marks.shape != targets.shape or not len(marks):
+        raise ValueError(
+            f"designated.pixels and designated.targets need one target per mark, got "
+            f"{len(marks)} marks and {len(targets)} targets"
+        )
+    for name, pts in (("pixels", marks), ("targets", targets)):
+        if np.any(pts < 0) or np.any(pts[:, 0] > size[0] - 1) or np.any(pts[:, 1] > size[1] - 1):
+            raise ValueError(f"designated.{name} must lie inside the {size} image, got {pts}")
+    return marks, targets
+
+
+def _draw_marks(img: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A copy of ``img`` with a red 3×3 square at each (row, col) (the video's goal panel)."""
+    out = np.array(img, copy=True)
+    h, w = out.shape[:2]
+    for r, c in np.round(points).astype(int):
+        out[max(r - 1, 0) : min(r + 2, h), max(c - 1, 0) : min(c + 2, w)] = (255, 0, 0)
+    return out
+
+
 def run_goal_episode(
     cfg: Any, model: Any, seed: int, video: Path | None, profile: bool = False
 ) -> dict[str, Any]:
@@ -60,7 +107,24 @@ def run_goal_episode(
         goal, goal_proprio = goal_obs["pixels"], goal_obs.get("proprio")
     cost_options = OmegaConf.to_container(cfg.cost, resolve=True) if cfg.get("cost") else {}
     assert isinstance(cost_options, dict)
-    cost = goal_cost(model, goal, goal_proprio, **{str(k): v for k, v in cost_options.items()})
+    marks = _designated(cfg, env, size)
+    if marks is None:
+        cost = goal_cost(model, goal, goal_proprio, **{str(k): v for k, v in cost_options.items()})
+    else:
+        from wm_planning.costs_visual import DesignatedPixelCost
+
+        if "pixel_dists" not in model.provides:
+            raise ValueError(
+                f"designated pixels need a model that predicts pixel distributions "
+                f"(visual_foresight), not {type(model).__name__}"
+            )
+        cost = DesignatedPixelCost(
+            torch.as_tensor(marks[1], dtype=torch.float32),
+            every_step=bool(cost_options.get("every_step", False)),
+        )
+        goal = _draw_marks(goal, marks[1])
+    last_state: Any = None
+    executed: list[np.ndarray] = []
     skip = int(getattr(model.config, "frameskip", 1))
     history = int(getattr(model.config, "history", 1))
     pcfg = OmegaConf.to_container(cfg.planner, resolve=True)
@@ -93,16 +157,27 @@ def run_goal_episode(
         for _ in range(steps):
             n += 1
             if ctrl.queue.shape[0] == 0:
-                state = model.encode(
-                    {
-                        "pixels": np.stack(frames_hist[-history:]),
-                        "proprio": np.stack(proprio_hist[-history:]),
-                        "actions": np.stack(blocks[-(history - 1) :])
-                        if blocks and history > 1
-                        else None,
-                        "context": frames_hist[0],
-                    }
-                )
+                enc: dict[str, Any] = {
+                    "pixels": np.stack(frames_hist[-history:]),
+                    "proprio": np.stack(proprio_hist[-history:]),
+                    "actions": np.stack(blocks[-(history - 1) :])
+                    if blocks and history > 1
+                    else None,
+                    "context": frames_hist[0],
+                }
+                if marks is not None:
+                    if bool(cfg.designated.keypoints):  # re-located: the simulator as tracker
+                        enc["designated_pixels"] = env.project(env.keypoints(), None, size)  # type: ignore[attr-defined]
+                    elif last_state is None:
+                        enc["designated_pixels"] = marks[0]
+                    else:  # carried by the model through the actions executed since
+                        past = torch.as_tensor(np.stack(executed), dtype=torch.float32)[None]
+                        enc["pixel_dists"] = model.rollout(last_state, past).extras["pixel_dists"][
+                            0, -1
+                        ]
+                    executed.clear()
+                state = model.encode(enc)
+                last_state = state
                 objective = costs.make_objective(model, state, cost)
                 if profile and not times:  # where one plan's time goes (first plan only)
                     with torch.profiler.profile() as prof:
@@ -118,6 +193,7 @@ def run_goal_episode(
                     last = roll.frames[0, -1].permute(1, 2, 0).clamp(0, 1)
                     imagined = (last * 255).byte().cpu().numpy()
             action = ctrl.act(objective)
+            executed.append(action.numpy())
             obs, _, _, truncated, _ = env.step(action.numpy())
             block.append(action.numpy())
             if len(block) == skip:

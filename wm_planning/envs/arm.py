@@ -474,6 +474,30 @@ class ArmEnv(MujocoEnv):
     def ee_pos(self) -> np.ndarray:
         return self._data.site_xpos[self._ee]
 
+    def keypoints(self) -> np.ndarray:
+        """``K×3`` world positions that pin the arm's configuration: the anchor of every joint
+        after the first (the link tips) and the end effector."""
+        m, d = self._model, self._data
+        ids = [m.joint(j).id for j in self.robot.joint_names[1:]]
+        return np.concatenate([d.xanchor[ids], d.site_xpos[self._ee][None]]).copy()
+
+    def project(
+        self, points: np.ndarray, camera: str | None = None, size: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """World points ``N×3`` -> ``N×2`` (row, col) pixel coordinates in ``camera``'s image of
+        ``size`` (pinhole model of MuJoCo's camera: vertical field of view ``fovy``, square
+        pixels, looking along its -z axis); points behind the camera raise ``ValueError``."""
+        m, d = self._model, self._data
+        h, w = size or self._image_size
+        cam = m.camera(camera or self._camera).id
+        rot = d.cam_xmat[cam].reshape(3, 3)  # columns: camera x (right), y (up), z (backwards)
+        v = (np.asarray(points, dtype=float) - d.cam_xpos[cam]) @ rot
+        depth = -v[:, 2]
+        if np.any(depth <= 0):
+            raise ValueError("a point lies behind the camera")
+        f = 0.5 * h / np.tan(np.deg2rad(m.cam_fovy[cam]) / 2)
+        return np.stack([h / 2 - f * v[:, 1] / depth, w / 2 + f * v[:, 0] / depth], 1)
+
     def set_joints(self, q: np.ndarray) -> None:
         """Arm at ``q`` with zero velocity; kinematics updated."""
         self._data.qpos[self._qadr] = q
