@@ -169,3 +169,12 @@ def test_goal_command_with_designated_pixels(tmp_path: Path) -> None:
         cli([*goal, "designated.pixels=[[10,12]]", "designated.targets=[[1,1],[2,2]]"])
     with pytest.raises(ValueError, match="inside the"):
         cli([*goal, "designated.pixels=[[40,12]]", "designated.targets=[[1,1]]"])
+
+
+def test_keypoints_that_leave_the_image_stay_on_its_border() -> None:
+    """A keypoint projected just outside the frame (the arm swung out of view) must not end the
+    episode: it is held at the border, as a tracker's last sighting."""
+    from wm_planning.commands.goal import _in_frame
+
+    got = _in_frame(np.array([[28.4, 63.61], [-3.0, 10.0], [70.0, -1.0]]), (64, 64))
+    assert np.allclose(got, [[28.4, 63.0], [0.0, 10.0], [63.0, 0.0]])

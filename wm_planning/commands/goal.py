@@ -60,9 +60,9 @@ def _designated(cfg: Any, env: Any, size: tuple[int, int]) -> tuple[np.ndarray, 
             raise ValueError(f"designated.keypoints needs an arm env, not {cfg.env}")
         saved = env.get_state()
         env.set_state(env.goal_state())
-        targets = env.project(env.keypoints(), None, size)
+        targets = _in_frame(env.project(env.keypoints(), None, size), size)
         env.set_state(saved)
-        return env.project(env.keypoints(), None, size), targets
+        return _in_frame(env.project(env.keypoints(), None, size), size), targets
     marks = np.asarray(d.get("pixels"), dtype=float).reshape(-1, 2)
     targets = np.asarray(d.get("targets") or [], dtype=float).reshape(-1, 2)
     if marks.shape != targets.shape or not len(marks):
@@ -74,6 +74,11 @@ def _designated(cfg: Any, env: Any, size: tuple[int, int]) -> tuple[np.ndarray, 
         if np.any(pts < 0) or np.any(pts[:, 0] > size[0] - 1) or np.any(pts[:, 1] > size[1] - 1):
             raise ValueError(f"designated.{name} must lie inside the {size} image, got {pts}")
     return marks, targets
+
+
+def _in_frame(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Keypoints that left the image are held at its border (a tracker's last sighting)."""
+    return np.clip(points, 0, np.asarray(size, dtype=float) - 1)
 
 
 def _draw_marks(img: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -167,7 +172,10 @@ def run_goal_episode(
                 }
                 if marks is not None:
                     if bool(cfg.designated.keypoints):  # re-located: the simulator as tracker
-                        enc["designated_pixels"] = env.project(env.keypoints(), None, size)  # type: ignore[attr-defined]
+                        enc["designated_pixels"] = _in_frame(
+                            env.project(env.keypoints(), None, size),  # type: ignore[attr-defined]
+                            size,
+                        )
                     elif last_state is None:
                         enc["designated_pixels"] = marks[0]
                     else:  # carried by the model through the actions executed since
