@@ -182,6 +182,28 @@ def checked_image(
     return img
 
 
+def require_arm_env(checkpoint: str, env_name: str) -> None:
+    """A checkpoint for the planner node must come from an arm env (the node drives arms)."""
+    from wm_planning.envs.arm import ARM_TASKS
+
+    arms = sorted(f"{r}-{t}" for r, t in ARM_TASKS)
+    if env_name not in arms:
+        raise ValueError(
+            f"checkpoint {checkpoint} was trained on env {env_name!r}; the planner node drives "
+            f"arms and needs a checkpoint of an arm env ({', '.join(arms)})"
+        )
+
+
+def require_robot(env: ArmEnv, checkpoint: str, env_name: str, robot: str) -> None:
+    """``env`` (the checkpoint's training env) is of the node's ``robot``; closes it otherwise."""
+    if env.robot.name != robot:
+        env.close()
+        raise ValueError(
+            f"checkpoint {checkpoint} was trained on {env_name} (robot {env.robot.name!r}) "
+            f"but the node's robot is {robot!r}"
+        )
+
+
 # -- exact physics ---------------------------------------------------------------------------------
 class _FinalFrames(WorldModel):
     """Adds ``frames`` (``B×1×3×h×w``: the final predicted state only, rendered) to an exact
@@ -376,7 +398,7 @@ class CheckpointModel(PlanningModel):
         threads: int = 1,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        from wm_planning.envs.arm import ARM_TASKS, ArmEnv
+        from wm_planning.envs.arm import ArmEnv
         from wm_planning.training import load_checkpoint, make_env
 
         _no_options("checkpoint", options)
@@ -387,28 +409,17 @@ class CheckpointModel(PlanningModel):
         ck = load_checkpoint(checkpoint)  # CheckpointError naming the file: missing, corrupt...
         train = ck.config
         env_name = str(train.get("env") or "")
-        arms = sorted(f"{r}-{t}" for r, t in ARM_TASKS)
-        if env_name not in arms:
-            raise ValueError(
-                f"checkpoint {checkpoint} was trained on env {env_name!r}; the planner node drives "
-                f"arms and needs a checkpoint of an arm env ({', '.join(arms)})"
-            )
+        require_arm_env(checkpoint, env_name)
         self.net: LearnedModel = ck.build_model("cpu")
         spec = self.net.spec
         # The env exactly as the trainer built it (task preset included); pixels come from the
         # camera, so the env never renders.
-        ar = train.get("action_repeat")
         env = make_env(
-            env_name, False, int(train.get("image_size", 64)), None if ar is None else int(ar)
+            env_name, False, int(train.get("image_size", 64)), train.get("action_repeat")
         )
         assert isinstance(env, ArmEnv)
         self.env = env
-        if env.robot.name != robot:
-            env.close()
-            raise ValueError(
-                f"checkpoint {checkpoint} was trained on {env_name} (robot {env.robot.name!r}) "
-                f"but the node's robot is {robot!r}"
-            )
+        require_robot(env, checkpoint, env_name, robot)
         key = self.net.obs_key
         if spec.action_dim != env.spec.action_dim or (
             not self.net.pixels and spec.obs_shapes[key] != tuple(env.spec.obs_shapes[key])
@@ -575,7 +586,7 @@ class GoalImageModel(PlanningModel):
         options: Mapping[str, Any] | None = None,
     ) -> None:
         from wm_planning.commands.train_visual import load_visual_checkpoint
-        from wm_planning.envs.arm import ARM_TASKS, ArmEnv
+        from wm_planning.envs.arm import ArmEnv
 
         if not checkpoint:
             raise ValueError(
@@ -591,22 +602,12 @@ class GoalImageModel(PlanningModel):
         ck = load_visual_checkpoint(checkpoint)  # CheckpointError naming the file
         self.net: Any = ck.model
         env_name = ck.env or f"{robot}-{task}"
-        arms = sorted(f"{r}-{t}" for r, t in ARM_TASKS)
-        if env_name not in arms:
-            raise ValueError(
-                f"checkpoint {checkpoint} was trained on env {env_name!r}; the planner node drives "
-                f"arms and needs one of {', '.join(arms)}"
-            )
+        require_arm_env(checkpoint, env_name)
         shape = self.net.spec.obs_shapes["pixels"]
         self.image_size = (int(shape[0]), int(shape[1]))
         r_name, t_name = env_name.split("-", 1)
         env = ArmEnv(r_name, t_name, camera=camera or None, image_size=self.image_size)
-        if env.robot.name != robot:
-            env.close()
-            raise ValueError(
-                f"checkpoint {checkpoint} was trained on {env_name} (robot {env.robot.name!r}) "
-                f"but the node's robot is {robot!r}"
-            )
+        require_robot(env, checkpoint, env_name, robot)
         if self.net.action_dim != env.spec.action_dim:
             env.close()
             raise ValueError(
@@ -622,19 +623,16 @@ class GoalImageModel(PlanningModel):
         self.history = int(getattr(self.net.config, "history", 1))
         self.has_proprio = "proprio" in self.net.spec.obs_shapes
         self.goal_kinds = frozenset({"image", "joints"})
-        self.cost_options = {"every_step": bool(opts.get("every_step", True))}
-        self.proprio_weight = float(opts.get("proprio_weight", 1.0))
-        if self.net.name != "dino_wm":
-            self.proprio_weight = 0.0  # visual foresight predicts pixels only
-        else:
-            self.cost_options["proprio_weight"] = 0.0
+        self.every_step = bool(opts.get("every_step", True))
+        # DINO-WM's goal proprioception term; visual foresight predicts pixels only
+        self.proprio_weight = float(opts.get("proprio_weight", 1.0)) if self.has_proprio else 0.0
         blocks = int(opts.get("plan_blocks", 3))
         planner_options = {"population": 64, "elites": 8, "iterations": 4}
         planner_options.update(dict(opts.get("planner_options") or {}))
         planner_options["horizon"] = blocks * self.frameskip
         self._planner = PlannerChoice(str(opts.get("planner", "icem")), planner_options)
         self._goal_key: tuple[str, bytes] | None = None
-        self._goal: tuple[np.ndarray, Cost] | None = None  # (goal image, cost)
+        self._goal_cost_cache: Cost | None = None
         self._context: np.ndarray | None = None
         self._last: tuple[Observation, Goal, Any] | None = None
 
@@ -662,17 +660,16 @@ class GoalImageModel(PlanningModel):
         from wm_planning.costs_visual import goal_cost
 
         key = (goal.kind, np.ascontiguousarray(goal.value).tobytes())
-        if self._goal is None or key != self._goal_key:
+        if self._goal_cost_cache is None or key != self._goal_key:
             pixels, proprio = self.goal_image(goal)
-            weight = self.proprio_weight if proprio is not None and self.has_proprio else 0.0
-            opts = dict(self.cost_options)
-            if self.net.name == "dino_wm":
-                opts["proprio_weight"] = weight
-            cost = goal_cost(self.net, pixels, proprio if weight else None, **opts)
-            self._goal_key, self._goal = key, (pixels, cost)
+            opts: dict[str, Any] = {"every_step": self.every_step}
+            if self.net.name == "dino_wm":  # an image goal has no proprioception to score
+                opts["proprio_weight"] = self.proprio_weight if proprio is not None else 0.0
+            cost = goal_cost(self.net, pixels, proprio if opts.get("proprio_weight") else None,
+                             **opts)  # fmt: skip
+            self._goal_key, self._goal_cost_cache = key, cost
             self._context = None  # a new goal starts a new visual-foresight context
-        assert self._goal is not None
-        return self._goal[1]
+        return self._goal_cost_cache
 
     # -- observations -----------------------------------------------------------------------------
     def observation(self, obs: Observation) -> dict[str, np.ndarray]:

@@ -128,6 +128,8 @@ def run_goal_episode(
             every_step=bool(cost_options.get("every_step", False)),
         )
         goal = _draw_marks(goal, marks[1])
+    # a user's marks are carried by the model through the actions executed since the last plan
+    carried = marks is not None and not bool(cfg.designated.keypoints)
     last_state: Any = None
     executed: list[np.ndarray] = []
     skip = int(getattr(model.config, "frameskip", 1))
@@ -170,20 +172,19 @@ def run_goal_episode(
                     else None,
                     "context": frames_hist[0],
                 }
-                if marks is not None:
-                    if bool(cfg.designated.keypoints):  # re-located: the simulator as tracker
-                        enc["designated_pixels"] = _in_frame(
-                            env.project(env.keypoints(), None, size),  # type: ignore[attr-defined]
-                            size,
-                        )
-                    elif last_state is None:
-                        enc["designated_pixels"] = marks[0]
-                    else:  # carried by the model through the actions executed since
-                        past = torch.as_tensor(np.stack(executed), dtype=torch.float32)[None]
-                        enc["pixel_dists"] = model.rollout(last_state, past).extras["pixel_dists"][
-                            0, -1
-                        ]
+                if carried and last_state is not None:
+                    past = torch.as_tensor(np.stack(executed), dtype=torch.float32)[None]
+                    enc["pixel_dists"] = model.rollout(last_state, past).extras["pixel_dists"][
+                        0, -1
+                    ]
                     executed.clear()
+                elif carried and marks is not None:
+                    enc["designated_pixels"] = marks[0]
+                elif marks is not None:  # keypoints, re-located: the simulator as tracker
+                    enc["designated_pixels"] = _in_frame(
+                        env.project(env.keypoints(), None, size),  # type: ignore[attr-defined]
+                        size,
+                    )
                 state = model.encode(enc)
                 last_state = state
                 objective = costs.make_objective(model, state, cost)
@@ -201,7 +202,8 @@ def run_goal_episode(
                     last = roll.frames[0, -1].permute(1, 2, 0).clamp(0, 1)
                     imagined = (last * 255).byte().cpu().numpy()
             action = ctrl.act(objective)
-            executed.append(action.numpy())
+            if carried:
+                executed.append(action.numpy())
             obs, _, _, truncated, _ = env.step(action.numpy())
             block.append(action.numpy())
             if len(block) == skip:

@@ -12,7 +12,8 @@ The checkpoint is one ``torch.save`` of plain data, read back with ``weights_onl
 (:func:`load_visual_checkpoint`): ``format`` (:data:`VISUAL_FORMAT`), ``version``, ``name`` (the
 registered model), ``options``, ``spec`` (:class:`ModelSpec`), ``state_dict``, ``weights_sha256``
 (checked on load), ``env`` (the dataset's env, which gives a deployment its robot, camera and
-proprioception layout), ``data`` (the dataset path) and ``config`` (this command's options).
+proprioception layout), ``config`` (this command's options, the dataset path among them),
+``step``, ``seconds`` and ``train_state`` (optimizer, scheduler and RNG, for ``resume=true``).
 """
 
 from __future__ import annotations
@@ -106,7 +107,6 @@ def save_checkpoint(
         "state_dict": weights,
         "weights_sha256": weights_digest(weights),
         "env": env,
-        "data": None if config is None else config.get("data"),
         "config": to_plain(config or {}),
         "step": int(step),
         "seconds": float(seconds),
@@ -119,21 +119,17 @@ def save_checkpoint(
 def load_visual_checkpoint(path: str | Path, device: str = "cpu") -> VisualCheckpoint:
     """Read and validate a :func:`save_checkpoint` file; ``CheckpointError`` names what is wrong
     (missing, corrupted, another format or version, weights that do not fit the model)."""
-    import pickle
-    import zipfile
-
     from wm_planning.models.registry import ModelSpec, make_model
-    from wm_planning.training.checkpoint import CHECKPOINT_FORMAT, CheckpointError, weights_digest
+    from wm_planning.training.checkpoint import (
+        CHECKPOINT_FORMAT,
+        CheckpointError,
+        read_checkpoint_file,
+        weights_digest,
+    )
 
     _import_models()
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"visual checkpoint {path} not found")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError,
-            ValueError) as e:  # fmt: skip
-        raise CheckpointError(f"{path} is corrupted or not a checkpoint: {e}") from e
+    ck = read_checkpoint_file(path, "visual checkpoint")
     if not isinstance(ck, dict):
         raise CheckpointError(f"{path} is not a {VISUAL_FORMAT} file")
     if ck.get("format") == CHECKPOINT_FORMAT:

@@ -165,13 +165,13 @@ def strip_checkpoint(src: str | Path, dst: str | Path) -> Path:
     return write_atomic(data, dst)
 
 
-def load_checkpoint(path: str | Path, expect_model: str | None = None) -> Checkpoint:
-    """Read and validate a checkpoint; ``expect_model`` rejects one of another model family."""
-    path = Path(path)
+def read_checkpoint_file(path: Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a missing or unreadable file (truncated,
+    not a checkpoint, pickled code) raises :class:`CheckpointError` naming ``what`` and ``path``."""
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
+        raise CheckpointError(f"{what} {path} not found")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (
         pickle.UnpicklingError,
         zipfile.BadZipFile,
@@ -180,7 +180,13 @@ def load_checkpoint(path: str | Path, expect_model: str | None = None) -> Checkp
         OSError,
         ValueError,
     ) as e:
-        raise CheckpointError(f"checkpoint {path} is corrupted or not a checkpoint: {e}") from e
+        raise CheckpointError(f"{what} {path} is corrupted or not a checkpoint: {e}") from e
+
+
+def load_checkpoint(path: str | Path, expect_model: str | None = None) -> Checkpoint:
+    """Read and validate a checkpoint; ``expect_model`` rejects one of another model family."""
+    path = Path(path)
+    data = read_checkpoint_file(path)
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} file")
     if data.get("version") != CHECKPOINT_VERSION:
