@@ -169,8 +169,9 @@ def obs(k: int, seed: int = 0) -> dict[str, np.ndarray]:
 def test_rollout_matches_the_plain_predictor_loop() -> None:
     """The planning rollout (last block for the last frame only, shared history at batch 1) is
     the plain teacher-free loop: full predictor over the sliding window, last frame kept."""
-    model = tiny_model().eval()
-    for k in (1, 2, 3):
+    for model, k in [(tiny_model().eval(), k) for k in (1, 2, 3)] + [
+        (tiny_model(residual=True).eval(), 3)
+    ]:
         state = model.encode(obs(k, seed=k)) if k > 1 else model.encode({
             "pixels": obs(2)["pixels"][:1], "proprio": obs(2)["proprio"][:1]})  # fmt: skip
         actions = torch.rand(5, 8, 2, generator=torch.Generator().manual_seed(k)) * 2 - 1
@@ -183,6 +184,8 @@ def test_rollout_matches_the_plain_predictor_loop() -> None:
         for m in range(4):
             a = torch.cat([past, blocks[:, m : m + 1]], 1)
             zn, pn = model._split(model.predictor(model._tokens(z, p, a))[:, -1:])
+            if model.cfg.residual:
+                zn, pn = zn + z[:, -1:], pn + p[:, -1:]
             want.append(zn[:, 0].flatten(1))
             z = torch.cat([z, zn], 1)[:, -3:]
             p = torch.cat([p, pn], 1)[:, -3:]
@@ -290,6 +293,33 @@ def test_tiny_dino_wm_training_lowers_loss() -> None:
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
 
 
+def test_residual_predictor_starts_from_nothing_moves() -> None:
+    """residual=true: with the predictor's output at zero the rollout is the current frame's
+    tokens and proprio (a plain model predicts its output head's bias); it still trains."""
+    for residual in (True, False):
+        model = tiny_model(residual=residual)
+        with torch.no_grad():
+            model.predictor.out.weight.zero_()
+            model.predictor.out.bias.zero_()
+        state = model.encode(obs(3))
+        roll = model.rollout(state, torch.rand(4, 6, 2) * 2 - 1, frozenset({"latents"}))
+        now = state.tokens[-1].flatten()[None, None].expand_as(roll.latents)
+        assert torch.allclose(roll.latents, now) == residual
+        pe = roll.extras["proprio_latents"]
+        assert torch.allclose(pe, state.proprio[-1].expand_as(pe)) == residual
+    model = tiny_model(residual=True)
+    batch = synthetic_batch(16, 6)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, metrics = model.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(metrics["loss"])
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+
+
 def test_frozen_dino_encoder_in_world_model(tmp_path: Path) -> None:
     torch.save(dinov2_state_dict(32, 2, 4, 4, 0), tmp_path / "w.pth")
     model = tiny_model(
@@ -351,6 +381,44 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     imageio.imwrite(tmp_path / "goal.png", np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="proprioception"):
         cli([*goal, "seed=1000", f"goal_image={tmp_path / 'goal.png'}", "cost.proprio_weight=1"])
+    # the open-loop probe: model vs simulator from held-out starts, next to "nothing moves"
+    probe = ["probe", f"checkpoint={ck}", "episodes=1", "sequences=3", "blocks=2"]
+    assert cli([*probe, f"results={tmp_path / 'p.json'}"]) == 0
+    metrics = json.loads((tmp_path / "p.json").read_text())["metrics"]
+    assert set(metrics) == {"token_mse", "joint_err_rad"}
+    still = [r["still_median"] for r in metrics["joint_err_rad"]]
+    assert 0 < still[0] < still[1]  # random walks move the arm further with every block
+    assert cli([*probe, "action_scale=0.001", f"results={tmp_path / 'p.json'}"]) == 0
+    tiny = json.loads((tmp_path / "p.json").read_text())["metrics"]["joint_err_rad"]
+    assert tiny[1]["still_median"] < 0.01 * still[1]
+    trace = json.loads((tmp_path / "r.json").read_text())["episodes"][0]["distance_trace"]
+    assert len(trace) == 10
+    assert all(d >= 0 for d in trace)
+
+
+def test_train_visual_on_several_datasets(tmp_path: Path) -> None:
+    """data=a,b trains on both datasets' episodes; held_out_from=a,b guards both; a dataset of
+    another env or layout is refused by name."""
+    from wm_planning.cli import main as cli
+    from wm_planning.commands.train_visual import open_datasets
+    from wm_planning.data import DatasetError
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    collect = ["collect", "env=planar-goal_reach", "episodes=1", "pixels=true"]
+    assert cli([*collect, "policy=correlated", f"out={a}", "image_size=32"]) == 0
+    assert cli([*collect, "policy=scripted", f"out={b}", "seed=5", "image_size=32"]) == 0
+    assert cli([*collect, "policy=correlated", f"out={c}", "seed=9", "image_size=24"]) == 0
+    assert [ds.path for ds in open_datasets(f"{a},{b}")] == [a, b]
+    train = ["train-visual", "model=dino_wm_conv", "steps=1", "batch_size=2", "log_every=1",
+             "model_options.decoder=false", f"out={tmp_path / 'm.pt'}"]  # fmt: skip
+    assert cli([*train, f"data=[{a},{b}]"]) == 0
+    with pytest.raises(DatasetError, match="does not match"):
+        cli([*train, f"data={a},{c}"])
+    goal = ["goal", f"checkpoint={tmp_path / 'm.pt'}", "episodes=1", "steps=5", "video=null",
+            "plan_blocks=1", "planner.population=4", "planner.elites=2", "planner.iterations=1",
+            f"held_out_from=[{a},{b}]"]  # fmt: skip
+    with pytest.raises(SystemExit, match=r"seeds \[5\]"):
+        cli([*goal, "seed=5"])  # the second dataset's episode
 
 
 def test_train_visual_resume_continues_bit_identically(tmp_path: Path) -> None:

@@ -135,3 +135,25 @@ def test_multirun_joblib_two_jobs_merged(
     capsys.readouterr()
     assert cli(["eval-merge", str(sweep), "--out", str(tmp_path / "m2")]) == 0
     assert len(json.loads((tmp_path / "m2" / "merged_episodes.json").read_text())) == 4
+
+
+def test_planner_group_override(tmp_path: Path) -> None:
+    """`planner=NAME planner.key=v` picks configs/planner/NAME.yaml in eval and train alike; only
+    the changed keys become planner options (unchanged ones keep "not set")."""
+    from wm_planning.commands.train import load_config
+    from wm_planning.config import resolve_planner_choice
+
+    args = [a for a in FAST if not a.startswith("planner_options")]
+    pick = ["planner=icem", "planner.population=16", "planner.elites=4", "planner.iterations=1"]
+    assert cli(["eval", *args, f"hydra.run.dir={tmp_path}", *pick]) == 0
+    rows = json.loads((tmp_path / "episodes.json").read_text())
+    assert {r["planner"] for r in rows} == {"icem"}
+    cfg, _plain = load_config(["planner=icem", "planner.population=64"])
+    assert (cfg.planner, cfg.planner_options) == ("icem", {"population": 64})
+    cfg, _ = load_config(["planner=planet_cem", "planner_options={iterations: 3}"])
+    assert (cfg.planner, cfg.planner_options) == ("planet_cem", {"iterations": 3})
+    cfg, _ = load_config([])
+    assert cfg.planner is None
+    assert cfg.planner_options is None
+    with pytest.raises(ValueError, match="option name"):
+        resolve_planner_choice({"planner": {"name": "icem"}}, None)

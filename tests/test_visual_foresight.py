@@ -165,6 +165,11 @@ def test_goal_command_with_designated_pixels(tmp_path: Path) -> None:
     marks = ["designated.pixels=[[10,12],[20,5]]", "designated.targets=[[12,12],[18,9]]"]
     assert cli([*goal, *marks, f"video={tmp_path / 'd.mp4'}"]) == 0  # carried by the model
     assert (tmp_path / "d.mp4").is_file()
+    probe = ["probe", f"checkpoint={ck}", "episodes=1", "sequences=2", "blocks=3"]
+    assert cli([*probe, f"results={tmp_path / 'p.json'}"]) == 0
+    rows = json.loads((tmp_path / "p.json").read_text())["metrics"]["pixel_mse"]
+    assert [r["env_steps"] for r in rows] == [1, 2, 3]
+    assert all(r["model_median"] >= 0 for r in rows)
     with pytest.raises(ValueError, match="one target per mark"):
         cli([*goal, "designated.pixels=[[10,12]]", "designated.targets=[[1,1],[2,2]]"])
     with pytest.raises(ValueError, match="inside the"):

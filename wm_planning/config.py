@@ -26,8 +26,11 @@ def config_dir() -> Path:
     return path
 
 
-def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
-    """Compose ``configs/<config_name>.yaml`` with Hydra overrides (``group=option``, ``a.b=1``)."""
+def compose(
+    config_name: str, overrides: list[str] | None = None, return_hydra_config: bool = False
+) -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` with Hydra overrides (``group=option``, ``a.b=1``);
+    ``return_hydra_config`` keeps the ``hydra`` node (``hydra.runtime.choices``: picked options)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -35,7 +38,11 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides or []))
+        return hydra_compose(
+            config_name=config_name,
+            overrides=list(overrides or []),
+            return_hydra_config=return_hydra_config,
+        )
 
 
 def load_group(group: str, option: str) -> dict[str, Any]:
@@ -48,3 +55,22 @@ def load_group(group: str, option: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a mapping")
     return {str(k): v for k, v in data.items()}
+
+
+def resolve_planner_choice(raw: dict[str, Any], choice: str | None) -> None:
+    """Turn a picked ``planner`` group (``planner=icem planner.population=64``: ``raw["planner"]``
+    is then the composed yaml, ``choice`` its file name) into the commands' two keys, in place:
+    ``raw["planner"]`` = the option's name and ``raw["planner_options"]`` = only the values the
+    user changed (an explicit ``planner_options`` wins). Options left alone keep the command's
+    meaning of "not set" (a checkpoint's run's budget, demo.yaml's for ``model=mujoco``)."""
+    sel = raw.get("planner")
+    if not isinstance(sel, dict):
+        raw.setdefault("planner", sel)
+        return
+    if choice is None:
+        raise ValueError("a planner group was composed without its option name")
+    base = load_group("planner", choice)
+    changed = {k: v for k, v in sel.items() if k not in base or base[k] != v}
+    raw["planner"] = choice
+    if changed:
+        raw["planner_options"] = {**changed, **(raw.get("planner_options") or {})}

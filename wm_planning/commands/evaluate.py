@@ -63,6 +63,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     import torch
     from hydra.core.hydra_config import HydraConfig
 
+    from wm_planning.config import resolve_planner_choice
     from wm_planning.envs.randomization import RandomizationConfig
     from wm_planning.eval import HarnessConfig, PolicyConfig, PredictionConfig, VideoConfig
     from wm_planning.eval.results import write_rows, write_summary
@@ -70,6 +71,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     raw: dict[str, Any] = {str(k): v for k, v in container.items()}
+    resolve_planner_choice(raw, HydraConfig.get().runtime.choices.get("planner"))
     episodes_on = _PATHS.get(str(raw["path"]))
     if episodes_on is None:
         raise ValueError(f"path must be one of {sorted(_PATHS)}, got {raw['path']!r}")

@@ -8,7 +8,7 @@ the env's own goal, plan ``plan_blocks`` model steps with the chosen planner on 
 cost (:func:`wm_planning.costs_visual.goal_cost`), execute one frame-skip block, replan. The
 video shows camera | goal | the imagined final frame of the latest plan (decoded rollout).
 Prints success (``env.evaluate()``), final distance and plan time per control step; with
-``results=PATH.json`` also writes every episode and the summary. ``held_out_from=DATA_DIR``
+``results=PATH.json`` also writes every episode and the summary. ``held_out_from=DATA_DIR`` (or ``[DIR,DIR]``)
 refuses to run when an episode seed is one of that dataset's (training) episode seeds, so the
 start/goal pairs are guaranteed unseen.
 
@@ -159,6 +159,7 @@ def run_goal_episode(
     times: list[float] = []
     scale = int(cfg.video_scale)
     d0, _ = env.evaluate()
+    trace: list[float] = []  # distance after every env step: converging, stalled or oscillating
     with torch.no_grad():
         n = 0
         for _ in range(steps):
@@ -205,6 +206,7 @@ def run_goal_episode(
             if carried:
                 executed.append(action.numpy())
             obs, _, _, truncated, _ = env.step(action.numpy())
+            trace.append(float(env.evaluate()[0]))
             block.append(action.numpy())
             if len(block) == skip:
                 blocks.append(np.concatenate(block))
@@ -232,6 +234,7 @@ def run_goal_episode(
         "start_distance": float(d0),
         "plan_times": times,
         "steps": n,
+        "distance_trace": trace,
     }
 
 
@@ -247,9 +250,13 @@ def main(argv: list[str]) -> int:
     cfg = compose("goal", argv)
     seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
     if cfg.held_out_from:
-        from wm_planning.data import Dataset
+        from omegaconf import ListConfig
 
-        seen = {int(e["seed"]) for e in Dataset(Path(str(cfg.held_out_from))).meta["episodes"]}
+        from wm_planning.commands.train_visual import open_datasets
+
+        held = cfg.held_out_from  # a directory, or [dir, dir] (what the model was trained on)
+        dirs = ",".join(map(str, held)) if isinstance(held, ListConfig) else str(held)
+        seen = {int(e["seed"]) for ds in open_datasets(dirs) for e in ds.meta["episodes"]}
         overlap = sorted(seen.intersection(seeds))
         if overlap:
             raise SystemExit(

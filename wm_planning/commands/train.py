@@ -19,14 +19,19 @@ from wm_planning.cli import command
 
 
 def load_config(argv: list[str]) -> tuple[Any, dict[str, Any]]:
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
 
-    from wm_planning.config import compose
+    from wm_planning.config import compose, resolve_planner_choice
     from wm_planning.training import TrainConfig
 
-    raw = OmegaConf.to_container(compose("train", argv), resolve=True)
+    cfg = compose("train", argv, return_hydra_config=True)
+    choice = cfg.hydra.runtime.choices.get("planner")
+    with open_dict(cfg):
+        del cfg["hydra"]  # Hydra's own settings (unresolvable outside a Hydra run)
+    raw = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(raw, dict)
     plain = {str(k): v for k, v in raw.items()}
+    resolve_planner_choice(plain, choice)
     return TrainConfig.from_dict(plain), plain
 
 

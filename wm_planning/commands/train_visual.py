@@ -33,7 +33,7 @@ from wm_planning.cli import command
 @dataclass(frozen=True)
 class TrainVisualConfig:
     model: str
-    data: str
+    data: str  # dataset directory, or several joined by commas (one env and layout)
     steps: int = 1000
     out: str = "runs/visual.pt"
     batch_size: int = 32
@@ -58,6 +58,36 @@ class TrainVisualConfig:
             raise ValueError(f"seq_len must be >= 1, got {self.seq_len}")
         if self.resume and self.init_from:
             raise ValueError("resume=true continues out; init_from starts a new run: pick one")
+
+
+def data_dirs(data: str) -> list[Path]:
+    """``data``: one dataset directory or several joined by commas."""
+    dirs = [Path(p.strip()) for p in str(data).split(",") if p.strip()]
+    if not dirs:
+        raise ValueError("data= names no dataset directory")
+    return dirs
+
+
+def open_datasets(data: str) -> list[Any]:
+    """The datasets of ``data`` (:func:`data_dirs`); several must come from the same env with the
+    same observation and action layout, or a ``DatasetError`` names the one that differs."""
+    from wm_planning.data import Dataset, DatasetError
+
+    datasets = [Dataset(d) for d in data_dirs(data)]
+    first = datasets[0]
+    ref = (first.meta.get("env"), first.meta["spec"].get("obs_shapes"))
+    ref_box = (first.meta["spec"].get("action_low"), first.meta["spec"].get("action_high"))
+    for ds in datasets[1:]:
+        spec = ds.meta["spec"]
+        if (ds.meta.get("env"), spec.get("obs_shapes")) != ref or (
+            spec.get("action_low"),
+            spec.get("action_high"),
+        ) != ref_box:
+            raise DatasetError(
+                f"{ds.path} ({ds.meta.get('env')}, {spec.get('obs_shapes')}) does not match "
+                f"{first.path} ({ref[0]}, {ref[1]}): train on datasets of one env and layout"
+            )
+    return datasets
 
 
 def _import_models() -> None:
@@ -190,7 +220,7 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
     from tqdm import tqdm
 
     from wm_planning.config import load_group
-    from wm_planning.data import Dataset, SequenceLoader
+    from wm_planning.data import SequenceLoader
     from wm_planning.models.registry import ModelSpec, make_model
     from wm_planning.training.trainer import CSVLog
 
@@ -199,9 +229,9 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
     options = load_group("model", cfg.model)
     name = str(options.pop("name"))
     options.update(cfg.model_options)
-    ds = Dataset(Path(cfg.data))
-    env_spec = ds.meta["spec"]  # the EnvSpec as stored in meta.json
-    env = ds.meta.get("env")
+    datasets = open_datasets(cfg.data)
+    env_spec = datasets[0].meta["spec"]  # the EnvSpec as stored in meta.json
+    env = datasets[0].meta.get("env")
     run_config = dataclasses.asdict(cfg)
     spec = ModelSpec(
         {str(k): tuple(v) for k, v in env_spec["obs_shapes"].items()},
@@ -212,7 +242,8 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
     fc = getattr(model.config, "frameskip", 1) * getattr(model.config, "history", 8)
     seq_len = cfg.seq_len or fc
     keys = [k for k in ("pixels", "proprio") if k in spec.obs_shapes]
-    loader = SequenceLoader(ds, seq_len, cfg.batch_size, obs_keys=keys, device=cfg.device)
+    episodes = [e for ds in datasets for e in ds]
+    loader = SequenceLoader(episodes, seq_len, cfg.batch_size, obs_keys=keys, device=cfg.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup, cfg.steps))
@@ -341,6 +372,8 @@ def load_config(argv: list[str]) -> TrainVisualConfig:
     model = raw.get("model")
     if isinstance(model, dict):  # model.<option>=value overrides next to model=<name>
         raise ValueError("give model=<name> and model_options.<option>=value")
+    if isinstance(raw.get("data"), list):  # data=[dir_a,dir_b]: the same as data=dir_a,dir_b
+        raw["data"] = ",".join(str(d) for d in raw["data"])
     known = set(TrainVisualConfig.__dataclass_fields__)
     unknown = sorted(str(k) for k in raw if k not in known)
     if unknown:

@@ -109,6 +109,9 @@ class Task(ABC):
     weight_names: ClassVar[dict[str, float]] = {}
     #: whether the target is part of the ``state`` observation
     target_observed: ClassVar[bool] = True
+    #: the camera pixels come from when none is named (``None``: the robot's first camera); a
+    #: task that needs a closer view adds its camera in :meth:`build`
+    camera: ClassVar[str | None] = None
 
     def __init__(self, cfg: TaskConfig, robot: Robot) -> None:
         self.cfg, self.robot = cfg, robot
@@ -264,6 +267,15 @@ class Push(Task):
         "velocity": 0.001,
     }
     HALF = 0.025  # block half size (m)
+    # The scene camera sees the 5-cm block as a few pixels at 64×64: pixels of this task come
+    # from a camera in front of the table, looking back at the workspace (about 0.5 m across).
+    camera: ClassVar[str | None] = "table"
+    CAMERA_POS = (0.95, 0.0, 0.45)
+    CAMERA_AT = (0.5, 0.0, 0.0)
+
+    def __init__(self, cfg: TaskConfig, robot: Robot) -> None:
+        super().__init__(cfg, robot)
+        self.direction = np.array([1.0, 0.0])  # this episode's push direction (set by sample)
 
     def target_dim(self) -> int:
         return 3  # x, y, yaw
@@ -282,6 +294,12 @@ class Push(Task):
             friction=[0.5, 0.005, 0.0001],
         )
         body.add_site(name="block")
+        eye, at = np.asarray(self.CAMERA_POS), np.asarray(self.CAMERA_AT)
+        back = (eye - at) / np.linalg.norm(eye - at)  # MuJoCo cameras look along -z
+        right = np.cross([0.0, 0.0, 1.0], back)
+        right /= np.linalg.norm(right)
+        up = np.cross(back, right)
+        spec.worldbody.add_camera(name="table", pos=eye, xyaxes=[*right, *up], fovy=50)
         marker = spec.worldbody.add_body(name="target", mocap=True)
         marker.add_geom(
             type=mujoco.mjtGeom.mjGEOM_BOX,
@@ -302,6 +320,7 @@ class Push(Task):
         block = np.array([rng.uniform(*bx), rng.uniform(*by)])
         phi = rng.uniform(-1.0, 1.0) * float(p.get("max_angle", math.pi / 4))
         direction = np.array([math.cos(phi), math.sin(phi)])
+        self.direction = direction  # where the pusher ends, for the goal state
         goal_xy = block + float(p.get("push_distance", 0.12)) * direction
         yaw = rng.uniform(-math.pi / 4, math.pi / 4)
         env.set_block(block, rng.uniform(-math.pi / 4, math.pi / 4))
@@ -335,6 +354,14 @@ class Push(Task):
         return c, d
 
     def make_goal(self, env: ArmEnv) -> None:
+        """The block on the target and the arm where a push along the sampled direction ends:
+        the tip behind the block (a goal image shows the whole scene, the arm included)."""
+        tip = np.r_[
+            env.target[:2] - (self.HALF + 0.02) * self.direction,
+            float(self.cfg.params.get("tip_height", 0.025)),
+        ]
+        q = env.solve_ik(tip, np.asarray(self.robot.home))
+        env.q_ref = q.copy()
         env.set_block(env.target[:2], float(env.target[2]))
 
     def observe(self, env: ArmEnv) -> list[np.ndarray]:
@@ -401,7 +428,7 @@ class ArmEnv(MujocoEnv):
         self._rng = np.random.default_rng(seed)
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
 
-        cam = camera or self.robot.cameras[0]
+        cam = camera or self.task.camera or self.robot.cameras[0]
         if cam not in {m.camera(i).name for i in range(m.ncam)}:
             raise ValueError(f"camera {cam!r} not in the {self.robot.name} scene")
         self._camera, self._image_size, self._pixels = cam, tuple(image_size), pixels
@@ -473,6 +500,13 @@ class ArmEnv(MujocoEnv):
     # -- helpers the tasks use ------------------------------------------------------------------
     def ee_pos(self) -> np.ndarray:
         return self._data.site_xpos[self._ee]
+
+    def ee_jacobian(self) -> np.ndarray:
+        """``3×n`` positional Jacobian of the ee site over the arm joints at the current state
+        (read-only: unlike :meth:`solve_ik`, the simulation is left as it is)."""
+        jac = np.zeros((3, self._model.nv))
+        mujoco.mj_jacSite(self._model, self._data, jac, None, self._ee)
+        return jac[:, self._dadr].copy()
 
     def keypoints(self) -> np.ndarray:
         """``K×3`` world positions that pin the arm's configuration: the anchor of every joint
