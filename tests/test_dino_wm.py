@@ -246,6 +246,16 @@ def test_anti_collapse_guard() -> None:
         warnings.simplefilter("always")
         AntiCollapse(on_collapse="warn")(collapsed)
     assert any("collapsed" in str(w.message) for w in caught)
+    # tokens that only encode their patch position: pooled they look healthy, per position
+    # they are a collapse
+    position_only = torch.randn(1, 9, 16).expand(64, 9, 16) + 1e-5 * torch.randn(64, 9, 16)
+    assert guard(position_only)[1]["enc_std"] > 0.5
+    with pytest.raises(RepresentationCollapseError, match="collapsed"):
+        AntiCollapse(min_std=0.01, per_position=True)(position_only)
+    tokens = torch.randn(64, 9, 16)
+    assert AntiCollapse(per_position=True)(tokens)[1]["enc_std"] > 0.5
+    with pytest.raises(ValueError, match="N×D"):
+        AntiCollapse(per_position=True)(torch.randn(64, 16))
     # the model's loss runs the guard on its trainable encoder's tokens
     model = tiny_model()
     with torch.no_grad():
@@ -307,7 +317,7 @@ def test_residual_predictor_starts_from_nothing_moves() -> None:
         assert torch.allclose(roll.latents, now) == residual
         pe = roll.extras["proprio_latents"]
         assert torch.allclose(pe, state.proprio[-1].expand_as(pe)) == residual
-    model = tiny_model(residual=True)
+    model = tiny_model(residual=True, anti_collapse={"per_position": True})
     batch = synthetic_batch(16, 6)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     losses = []
@@ -448,6 +458,15 @@ def test_train_visual_resume_continues_bit_identically(tmp_path: Path) -> None:
         cli([*base, "steps=6", f"out={tmp_path / 'twice.pt'}", "resume=true", "batch_size=4"])
     with pytest.raises(CheckpointError, match="nothing to resume"):
         cli([*base, "steps=2", f"out={tmp_path / 'none.pt'}", "resume=true"])
+    # stripped for shipping: same weights and env, no optimizer state (so no resume)
+    assert cli(["checkpoint-strip", str(tmp_path / "once.pt"), str(tmp_path / "ship.pt")]) == 0
+    ship = load_visual_checkpoint(tmp_path / "ship.pt")
+    assert ship.train_state is None
+    assert ship.env == once.env
+    assert all(torch.equal(a[k], ship.model.state_dict()[k]) for k in a)
+    assert (tmp_path / "ship.pt").stat().st_size < (tmp_path / "once.pt").stat().st_size
+    with pytest.raises(CheckpointError, match="stripped"):
+        cli([*base, "steps=6", f"out={tmp_path / 'ship.pt'}", "resume=true"])
 
     # init_from: the trained weights, a fresh optimizer (its first loss is the trained model's)
     fine = [*base, "steps=1", f"out={tmp_path / 'fine.pt'}", f"init_from={tmp_path / 'once.pt'}"]
@@ -457,3 +476,24 @@ def test_train_visual_resume_continues_bit_identically(tmp_path: Path) -> None:
     assert first < fresh
     with pytest.raises(CheckpointError, match=r"other options \(\['history'\]\)"):
         cli([*fine, "model_options.history=2"])
+
+
+def test_shipped_goal_reach_checkpoint(tmp_path: Path) -> None:
+    """checkpoints/planar_goal_reach_dino_wm.pt loads (format, checksum, weights_only), knows its
+    env, and steers the planar arm towards a held-out goal image with a small planning budget."""
+    import json
+
+    from wm_planning.cli import main as cli
+    from wm_planning.commands.train_visual import load_visual_checkpoint
+
+    path = Path(__file__).resolve().parents[1] / "checkpoints" / "planar_goal_reach_dino_wm.pt"
+    ck = load_visual_checkpoint(path)
+    assert (ck.name, ck.env, ck.train_state) == ("dino_wm", "planar-goal_reach", None)
+    assert ck.model.cfg.residual
+    goal = ["goal", f"checkpoint={path}", "seed=1001", "steps=60", "plan_blocks=2",
+            "planner=icem", "planner.population=64", "planner.elites=8", "planner.iterations=3",
+            "cost.every_step=true", "cost.proprio_weight=1.0", "video=null",
+            f"results={tmp_path / 'r.json'}"]  # fmt: skip
+    assert cli(goal) == 0
+    ep = json.loads((tmp_path / "r.json").read_text())["episodes"][0]
+    assert ep["distance"] < 0.5 * ep["start_distance"], ep["distance_trace"]

@@ -44,7 +44,10 @@ def curves(argv: list[str]) -> int:
     return 0
 
 
-@command("checkpoint-strip", help="copy a checkpoint without optimizer/RNG state, for shipping")
+@command(
+    "checkpoint-strip",
+    help="copy a checkpoint (train or train-visual) without optimizer/RNG state, for shipping",
+)
 def strip(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="wm-plan checkpoint-strip", description=__doc__)
     p.add_argument("src")
@@ -52,10 +55,14 @@ def strip(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from pathlib import Path
 
+    from wm_planning.commands.train_visual import VISUAL_FORMAT, strip_visual_checkpoint
     from wm_planning.training import CheckpointError, strip_checkpoint
+    from wm_planning.training.checkpoint import read_checkpoint_file
 
     try:
-        out = strip_checkpoint(args.src, args.dst)
+        head = read_checkpoint_file(Path(args.src))
+        visual = isinstance(head, dict) and head.get("format") == VISUAL_FORMAT
+        out = (strip_visual_checkpoint if visual else strip_checkpoint)(args.src, args.dst)
     except CheckpointError as e:
         print(f"wm-plan checkpoint-strip: {e}")
         return 2

@@ -146,6 +146,25 @@ def save_checkpoint(
     write_atomic(data, path)  # a run killed while saving keeps its previous checkpoint
 
 
+def strip_visual_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Copy a visual checkpoint without its optimizer/scheduler/RNG state (``resume`` needs it,
+    planning does not); ``src`` is validated on the way (format, checksum, weights)."""
+    ck = load_visual_checkpoint(src)
+    raw = _read(Path(src))
+    dst = Path(dst)
+    save_checkpoint(dst, ck.name, dict(raw["options"]), ck.model, env=ck.env, config=ck.config,
+                    step=ck.step, seconds=ck.seconds)  # fmt: skip
+    return dst
+
+
+def _read(path: Path) -> dict[str, Any]:
+    from wm_planning.training.checkpoint import read_checkpoint_file
+
+    ck = read_checkpoint_file(path, "visual checkpoint")
+    assert isinstance(ck, dict)
+    return ck
+
+
 def load_visual_checkpoint(path: str | Path, device: str = "cpu") -> VisualCheckpoint:
     """Read and validate a :func:`save_checkpoint` file; ``CheckpointError`` names what is wrong
     (missing, corrupted, another format or version, weights that do not fit the model)."""
@@ -335,7 +354,9 @@ def _resume(
         raise CheckpointError(f"resume=true but {out} does not exist: nothing to resume")
     ck = load_visual_checkpoint(out)
     if ck.train_state is None:
-        raise CheckpointError(f"{out} has no optimizer state (written before resume existed)")
+        raise CheckpointError(
+            f"{out} has no optimizer state (stripped, or written before resume existed)"
+        )
     same = {
         "model": (ck.name, name),
         "model options": (to_plain(ck.config.get("model_options")), to_plain(cfg.model_options)),

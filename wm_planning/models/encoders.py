@@ -402,6 +402,13 @@ class AntiCollapse:
     variance: weight of ``mean_d relu(gamma - std_d)``; covariance: weight of the squared
     off-diagonal covariance / D; min_std: the monitor fires when the mean per-feature std drops
     below it; on_collapse: ``"error"`` raises, ``"warn"`` warns.
+
+    per_position: for patch tokens (``…×N×D``), measure each feature's spread per token position
+    over the samples only. Pooled over positions (the default, as for image-level features), a
+    feature that only says *which patch this is* has the full spread while ignoring the image:
+    an encoder can pass the variance term and the monitor and still not see the arm move. A
+    residual DINO-WM trained with the encoder did this on the planar arm (``wm-plan probe``: the
+    tokens of a frame 15 steps later differ from the first by an MSE of 0.0002 instead of 0.028).
     """
 
     variance: float = 1.0
@@ -409,6 +416,7 @@ class AntiCollapse:
     gamma: float = 1.0
     min_std: float = 0.01
     on_collapse: Literal["error", "warn"] = "error"
+    per_position: bool = False
 
     def __post_init__(self) -> None:
         if min(self.variance, self.covariance, self.min_std) < 0 or self.gamma <= 0:
@@ -417,9 +425,16 @@ class AntiCollapse:
             raise ValueError(f"on_collapse must be 'error' or 'warn', got {self.on_collapse!r}")
 
     def __call__(self, z: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """``z`` …×D features (samples = every leading index) -> (regulariser, metrics)."""
-        x = z.reshape(-1, z.shape[-1]).float()
-        x = x - x.mean(0)
+        """``z`` …×D features (samples = every leading index; with ``per_position``, ``…×N×D``
+        and samples = the indices before ``N``) -> (regulariser, metrics)."""
+        if self.per_position:
+            if z.dim() < 3:
+                raise ValueError(f"per_position needs …×N×D tokens, got {tuple(z.shape)}")
+            x = z.reshape(-1, *z.shape[-2:]).float()  # S×N×D
+            x = (x - x.mean(0)).flatten(0, 1)  # centred per position: only the samples' spread
+        else:
+            x = z.reshape(-1, z.shape[-1]).float()
+            x = x - x.mean(0)
         std = (x.var(0) + 1e-4).sqrt()
         var_loss = F.relu(self.gamma - std).mean()
         cov = x.T @ x / max(x.shape[0] - 1, 1)
