@@ -288,17 +288,22 @@ def synthetic_batch(b: int, length: int, seed: int = 0) -> dict[str, torch.Tenso
     }
 
 
-def test_tiny_dino_wm_training_lowers_loss() -> None:
-    model = tiny_model()
+def train_tiny(model: DinoWM, steps: int = 40) -> tuple[list[float], dict[str, float]]:
+    """Adam on one synthetic batch: the loss per step and the last step's metrics."""
     batch = synthetic_batch(16, 6)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    losses = []
-    for _ in range(40):
+    losses, metrics = [], {}
+    for _ in range(steps):
         loss, metrics = model.loss(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(metrics["loss"])
+    return losses, metrics
+
+
+def test_tiny_dino_wm_training_lowers_loss() -> None:
+    losses, metrics = train_tiny(tiny_model())
     assert set(metrics) >= {"z_loss", "proprio_loss", "decoder_loss", "enc_std"}
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
 
@@ -317,16 +322,7 @@ def test_residual_predictor_starts_from_nothing_moves() -> None:
         assert torch.allclose(roll.latents, now) == residual
         pe = roll.extras["proprio_latents"]
         assert torch.allclose(pe, state.proprio[-1].expand_as(pe)) == residual
-    model = tiny_model(residual=True, anti_collapse={"per_position": True})
-    batch = synthetic_batch(16, 6)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    losses = []
-    for _ in range(40):
-        loss, metrics = model.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(metrics["loss"])
+    losses, _ = train_tiny(tiny_model(residual=True, anti_collapse={"per_position": True}))
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
 
 
