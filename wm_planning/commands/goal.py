@@ -8,9 +8,9 @@ the env's own goal, plan ``plan_blocks`` model steps with the chosen planner on 
 cost (:func:`wm_planning.costs_visual.goal_cost`), execute one frame-skip block, replan. The
 video shows camera | goal | the imagined final frame of the latest plan (decoded rollout).
 Prints success (``env.evaluate()``), final distance and plan time per control step; with
-``results=PATH.json`` also writes every episode and the summary. ``held_out_from=DATA_DIR`` (or ``[DIR,DIR]``)
-refuses to run when an episode seed is one of that dataset's (training) episode seeds, so the
-start/goal pairs are guaranteed unseen.
+``results=PATH.json`` also writes every episode and the summary. ``held_out_from=DATA_DIR``
+(or ``[DIR,DIR]``) refuses to run when an episode seed is one of that dataset's (training)
+episode seeds, so the start/goal pairs are guaranteed unseen.
 
 Designated pixels (visual foresight, Finn & Levine 2017): instead of a goal image, pixels in the
 camera image and where each should go, scored by the expected distance under the model's
@@ -255,7 +255,7 @@ def main(argv: list[str]) -> int:
         from wm_planning.commands.train_visual import open_datasets
 
         held = cfg.held_out_from  # a directory, or [dir, dir] (what the model was trained on)
-        dirs = ",".join(map(str, held)) if isinstance(held, ListConfig) else str(held)
+        dirs = [str(d) for d in held] if isinstance(held, ListConfig) else str(held)
         seen = {int(e["seed"]) for ds in open_datasets(dirs) for e in ds.meta["episodes"]}
         overlap = sorted(seen.intersection(seeds))
         if overlap:

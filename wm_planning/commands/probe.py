@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from functools import singledispatch
 from pathlib import Path
 from typing import Any
@@ -45,14 +44,12 @@ def random_walks(
     return out
 
 
-#: per-model probe: (model, start obs, actions K×H×A, true frames K×M×H×W×3, true proprio K×M×P)
-#: -> {metric: (model error K×M, nothing-moves error K×M)}
-Probe = Callable[..., dict[str, tuple[np.ndarray, np.ndarray]]]
-
-
 @singledispatch
 def probe_model(model: Any, obs: dict[str, Any], actions: np.ndarray, frames: np.ndarray,
                 proprio: np.ndarray, n_joints: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    """Per model family (registered in :func:`_register`): start obs, actions ``K×H×A``, true
+    frames ``K×M×H×W×3`` and proprio ``K×M×P`` -> {metric: (model error ``K×M``, nothing-moves
+    error ``K×M``)}."""
     raise TypeError(f"no probe for {type(model).__name__}")
 
 

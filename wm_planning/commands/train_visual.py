@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,32 +61,36 @@ class TrainVisualConfig:
             raise ValueError("resume=true continues out; init_from starts a new run: pick one")
 
 
-def data_dirs(data: str) -> list[Path]:
-    """``data``: one dataset directory or several joined by commas."""
-    dirs = [Path(p.strip()) for p in str(data).split(",") if p.strip()]
+def data_dirs(data: str | Sequence[str]) -> list[Path]:
+    """``data``: one dataset directory, several joined by commas, or a list of them."""
+    parts = str(data).split(",") if isinstance(data, str) else [str(d) for d in data]
+    dirs = [Path(p.strip()) for p in parts if p.strip()]
     if not dirs:
         raise ValueError("data= names no dataset directory")
     return dirs
 
 
-def open_datasets(data: str) -> list[Any]:
+def open_datasets(data: str | Sequence[str]) -> list[Any]:
     """The datasets of ``data`` (:func:`data_dirs`); several must come from the same env with the
     same observation and action layout, or a ``DatasetError`` names the one that differs."""
     from wm_planning.data import Dataset, DatasetError
 
-    datasets = [Dataset(d) for d in data_dirs(data)]
-    first = datasets[0]
-    ref = (first.meta.get("env"), first.meta["spec"].get("obs_shapes"))
-    ref_box = (first.meta["spec"].get("action_low"), first.meta["spec"].get("action_high"))
-    for ds in datasets[1:]:
+    def layout(ds: Any) -> tuple[Any, ...]:
         spec = ds.meta["spec"]
-        if (ds.meta.get("env"), spec.get("obs_shapes")) != ref or (
+        return (
+            ds.meta.get("env"),
+            spec.get("obs_shapes"),
             spec.get("action_low"),
             spec.get("action_high"),
-        ) != ref_box:
+        )
+
+    datasets = [Dataset(d) for d in data_dirs(data)]
+    first = datasets[0]
+    for ds in datasets[1:]:
+        if layout(ds) != layout(first):
             raise DatasetError(
-                f"{ds.path} ({ds.meta.get('env')}, {spec.get('obs_shapes')}) does not match "
-                f"{first.path} ({ref[0]}, {ref[1]}): train on datasets of one env and layout"
+                f"{ds.path} ({layout(ds)[0]}, {layout(ds)[1]}) does not match {first.path} "
+                f"({layout(first)[0]}, {layout(first)[1]}): train on datasets of one env and layout"
             )
     return datasets
 
@@ -111,6 +116,7 @@ class VisualCheckpoint:
     step: int = 0  # optimisation steps done
     seconds: float = 0.0  # training wall time so far
     train_state: dict[str, Any] | None = None  # optimizer, scheduler, rng (to resume)
+    options: dict[str, Any] = field(default_factory=dict)  # the model options as saved
 
 
 def save_checkpoint(
@@ -150,19 +156,10 @@ def strip_visual_checkpoint(src: str | Path, dst: str | Path) -> Path:
     """Copy a visual checkpoint without its optimizer/scheduler/RNG state (``resume`` needs it,
     planning does not); ``src`` is validated on the way (format, checksum, weights)."""
     ck = load_visual_checkpoint(src)
-    raw = _read(Path(src))
     dst = Path(dst)
-    save_checkpoint(dst, ck.name, dict(raw["options"]), ck.model, env=ck.env, config=ck.config,
+    save_checkpoint(dst, ck.name, ck.options, ck.model, env=ck.env, config=ck.config,
                     step=ck.step, seconds=ck.seconds)  # fmt: skip
     return dst
-
-
-def _read(path: Path) -> dict[str, Any]:
-    from wm_planning.training.checkpoint import read_checkpoint_file
-
-    ck = read_checkpoint_file(path, "visual checkpoint")
-    assert isinstance(ck, dict)
-    return ck
 
 
 def load_visual_checkpoint(path: str | Path, device: str = "cpu") -> VisualCheckpoint:
@@ -218,7 +215,7 @@ def load_visual_checkpoint(path: str | Path, device: str = "cpu") -> VisualCheck
     return VisualCheckpoint(
         model.to(device).eval(), str(ck["name"]), None if env is None else str(env),
         dict(ck.get("config") or {}), int(ck.get("step", 0)), float(ck.get("seconds", 0.0)),
-        ck.get("train_state"),
+        ck.get("train_state"), dict(ck["options"]),
     )  # fmt: skip
 
 
