@@ -617,7 +617,16 @@ class GoalImageModel(PlanningModel):
         self.env, self.checkpoint = env, checkpoint
         self.robot = env.robot
         self.dt = env.spec.control_dt
-        self.action_low, self.action_high = env.spec.action_low, env.spec.action_high
+        from wm_planning.commands.goal import planning_box
+
+        # plans stay inside the actions the model was trained on, as `wm-plan goal` does
+        low, high = planning_box(
+            "data",
+            ck.action_box,
+            np.asarray(env.spec.action_low, dtype=float),
+            np.asarray(env.spec.action_high, dtype=float),
+        )
+        self.action_low, self.action_high = tuple(map(float, low)), tuple(map(float, high))
         self.frameskip = int(getattr(self.net.config, "frameskip", 1))
         self.horizon_multiple = self.frameskip  # plans cover whole model steps
         self.history = int(getattr(self.net.config, "history", 1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -400,6 +401,16 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     trace = json.loads((tmp_path / "r.json").read_text())["episodes"][0]["distance_trace"]
     assert len(trace) == 10
     assert all(d >= 0 for d in trace)
+    # workers=2 shares the episodes among processes: the same episodes, in seed order
+    one = [*goal, "seed=1000", "video=null", "threads=1"]
+    assert cli(one) == 0
+    serial = json.loads((tmp_path / "r.json").read_text())
+    assert cli([*one, "workers=2"]) == 0
+    shared = json.loads((tmp_path / "r.json").read_text())
+    assert shared["summary"]["workers"] == 2
+    assert [e["seed"] for e in shared["episodes"]] == [1000, 1001]
+    for a, b in zip(serial["episodes"], shared["episodes"], strict=True):
+        assert a["distance_trace"] == b["distance_trace"]
 
 
 def test_train_visual_on_several_datasets(tmp_path: Path) -> None:
@@ -441,6 +452,8 @@ def test_train_visual_resume_continues_bit_identically(tmp_path: Path) -> None:
             "warmup=1", "model_options.decoder=false"]  # fmt: skip
     assert cli([*base, "steps=4", f"out={tmp_path / 'once.pt'}"]) == 0
     assert cli([*base, "steps=2", f"out={tmp_path / 'twice.pt'}"]) == 0
+    with (tmp_path / "twice.csv").open("a") as f:  # killed after logging step 3, before saving it
+        f.write("3,0.1,0.001,9.9\n")
     assert cli([*base, "steps=4", f"out={tmp_path / 'twice.pt'}", "resume=true"]) == 0
     once, twice = (load_visual_checkpoint(tmp_path / f"{n}.pt") for n in ("once", "twice"))
     assert twice.step == once.step == 4
@@ -459,6 +472,8 @@ def test_train_visual_resume_continues_bit_identically(tmp_path: Path) -> None:
     ship = load_visual_checkpoint(tmp_path / "ship.pt")
     assert ship.train_state is None
     assert ship.env == once.env
+    assert ship.action_box == once.action_box is not None  # the training actions' box
+    assert len(once.action_box["low"]) == once.model.action_dim
     assert all(torch.equal(a[k], ship.model.state_dict()[k]) for k in a)
     assert (tmp_path / "ship.pt").stat().st_size < (tmp_path / "once.pt").stat().st_size
     with pytest.raises(CheckpointError, match="stripped"):
@@ -472,6 +487,41 @@ def test_train_visual_resume_continues_bit_identically(tmp_path: Path) -> None:
     assert first < fresh
     with pytest.raises(CheckpointError, match=r"other options \(\['history'\]\)"):
         cli([*fine, "model_options.history=2"])
+
+
+def test_action_box_keeps_plans_to_the_training_actions(tmp_path: Path) -> None:
+    """A checkpoint records the central 99 % of its training actions per dimension; goal planning
+    samples inside that box (within the env's), or the env's own box with action_box=env."""
+    from wm_planning.commands.goal import planning_box
+    from wm_planning.commands.train_visual import (
+        action_box,
+        load_visual_checkpoint,
+        save_checkpoint,
+    )
+    from wm_planning.training.checkpoint import CheckpointError
+
+    rng = np.random.default_rng(0)
+    acts = np.stack([rng.uniform(-0.1, 0.1, 4000), rng.uniform(0.2, 0.6, 4000)], 1)
+    eps = [SimpleNamespace(actions=a) for a in np.split(acts, 4)]  # what it reads of an Episode
+    box = action_box(eps)
+    assert np.allclose(box["low"], [-0.099, 0.202], atol=2e-3)
+    assert np.allclose(box["high"], [0.099, 0.598], atol=2e-3)
+    env_low, env_high = -np.ones(2), np.array([1.0, 0.5])
+    low, high = planning_box("data", box, env_low, env_high)
+    assert np.allclose(low, box["low"])
+    assert np.allclose(high, [box["high"][0], 0.5])  # never beyond the env's box
+    for choice, b in (("env", box), ("data", None)):  # the env's box
+        low, high = planning_box(choice, b, env_low, env_high)
+        assert np.array_equal(low, env_low)
+        assert np.array_equal(high, env_high)
+    with pytest.raises(ValueError, match="'data' or 'env'"):
+        planning_box("whole", box, env_low, env_high)
+    # a checkpoint carries it; a malformed one is refused by name
+    model = tiny_model()
+    bad = {"low": [0.0] * model.action_dim, "high": [0.0] * model.action_dim}
+    save_checkpoint(tmp_path / "bad.pt", "dino_wm", {}, model, action_box=bad)
+    with pytest.raises(CheckpointError, match="action_box"):
+        load_visual_checkpoint(tmp_path / "bad.pt")
 
 
 def test_shipped_goal_reach_checkpoint(tmp_path: Path) -> None:

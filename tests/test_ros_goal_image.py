@@ -56,6 +56,13 @@ def test_dino_adapter_plans_with_the_goal_command_objective(visual_cks: dict[str
         assert choice is not None
         assert choice.name == "icem"
         assert choice.options["horizon"] == 15  # 3 model steps
+        # plans keep to the training actions' box, as `wm-plan goal` does
+        from wm_planning.commands.train_visual import load_visual_checkpoint
+
+        box = load_visual_checkpoint(visual_cks["dino_wm_conv"]).action_box
+        assert box is not None
+        assert np.allclose(adapter.action_low, np.clip(box["low"], -1, 1))
+        assert np.allclose(adapter.action_high, np.clip(box["high"], -1, 1))
         env = envs.make("planar-goal_reach", pixels=True, image_size=SIZE)
         obs, o = _inputs(env, 1000)
         goal_obs = env.goal_observation(SIZE)  # type: ignore[attr-defined]

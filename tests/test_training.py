@@ -67,11 +67,15 @@ def test_online_train_resume_and_eval(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(rows) == 3
     assert rows[2].split(",")[-2] == "0"
     assert (out / "train.csv").read_text().count("\n") >= 10
+    # a run killed after logging an episode past its checkpoint: the resumed run logs it again
+    with (out / "episodes.csv").open("a") as f:
+        f.write(rows[2].replace("200", "250", 1) + "\n")
     assert cli(["train", *FAST, "steps=300", f"out={out}", "resume=true"]) == 0
     ck2 = load_checkpoint(out / "checkpoint.pt")
     assert ck2.step == 300
     assert ck2.updates == 205
-    assert len((out / "episodes.csv").read_text().splitlines()) == 4
+    episodes = (out / "episodes.csv").read_text().splitlines()
+    assert [r.split(",")[1] for r in episodes[1:]] == ["100", "200", "300"]
     # the same rows as TensorBoard scalars, one event file per (re)start
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

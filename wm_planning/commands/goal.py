@@ -10,7 +10,13 @@ video shows camera | goal | the imagined final frame of the latest plan (decoded
 Prints success (``env.evaluate()``), final distance and plan time per control step; with
 ``results=PATH.json`` also writes every episode and the summary. ``held_out_from=DATA_DIR``
 (or ``[DIR,DIR]``) refuses to run when an episode seed is one of that dataset's (training)
-episode seeds, so the start/goal pairs are guaranteed unseen.
+episode seeds, so the start/goal pairs are guaranteed unseen. ``workers=N`` shares the
+episodes among N processes of ``threads`` torch threads each (a 50-pair evaluation on a 2-core
+machine: ``workers=2 threads=1``); results are the same episodes in seed order, and the plan
+times then include the other workers' contention (the summary records ``workers``).
+``action_box=data`` (default) keeps plans inside the box of actions the model was trained on
+(the checkpoint's ``action_box``; the env's box for checkpoints without one), ``env`` samples
+the env's whole box.
 
 Designated pixels (visual foresight, Finn & Levine 2017): instead of a goal image, pixels in the
 camera image and where each should go, scored by the expected distance under the model's
@@ -90,8 +96,32 @@ def _draw_marks(img: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
+def planning_box(
+    choice: str, box: dict[str, Any] | None, low: np.ndarray, high: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The action box a plan samples from: the env's (``choice="env"``), or (``"data"``) the
+    checkpoint's training-action box (:func:`~wm_planning.commands.train_visual.action_box`)
+    inside the env's; a checkpoint that records none plans in the env's box."""
+    if choice not in ("data", "env"):
+        raise ValueError(f"action_box must be 'data' or 'env', got {choice!r}")
+    if choice == "env" or box is None:
+        return low, high
+    lo, hi = np.asarray(box["low"], dtype=float), np.asarray(box["high"], dtype=float)
+    if lo.shape != low.shape:
+        raise ValueError(
+            f"the checkpoint's action box has {lo.shape[0]} actions, the env {low.shape[0]}"
+        )
+    lo, hi = np.clip(lo, low, high), np.clip(hi, low, high)
+    return lo, np.maximum(hi, lo + 1e-6)
+
+
 def run_goal_episode(
-    cfg: Any, model: Any, seed: int, video: Path | None, profile: bool = False
+    cfg: Any,
+    model: Any,
+    seed: int,
+    video: Path | None,
+    profile: bool = False,
+    box: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
@@ -136,11 +166,17 @@ def run_goal_episode(
     history = int(getattr(model.config, "history", 1))
     pcfg = OmegaConf.to_container(cfg.planner, resolve=True)
     assert isinstance(pcfg, dict)
+    low, high = planning_box(
+        str(cfg.get("action_box", "data")),
+        box,
+        np.asarray(env.spec.action_low, dtype=float),
+        np.asarray(env.spec.action_high, dtype=float),
+    )
     planner = planners.from_config(
         {str(k): v for k, v in pcfg.items()},
         horizon=int(cfg.plan_blocks) * skip,
-        action_low=env.spec.action_low,
-        action_high=env.spec.action_high,
+        action_low=low,
+        action_high=high,
     )
     # Plans start on model-step boundaries (the state is built from frames `skip` steps apart).
     every = skip if cfg.get("replan_every") is None else int(cfg.replan_every)
@@ -238,14 +274,46 @@ def run_goal_episode(
     }
 
 
+def _run_episodes(cfg: Any, episodes: list[int]) -> list[dict[str, Any]]:
+    """Run episodes ``i`` (seed ``cfg.seed + i``) in this process; prints a line per episode."""
+    from .train_visual import load_visual_checkpoint
+
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    ck = load_visual_checkpoint(str(cfg.checkpoint), str(cfg.device))
+    model, box = ck.model, ck.action_box
+    if str(cfg.get("action_box", "data")) == "data" and box is None and episodes[:1] == [0]:
+        print(f"{cfg.checkpoint} records no training-action box: planning in the env's box")
+    results = []
+    for i in episodes:
+        video = None
+        if cfg.video and i < int(cfg.video_episodes):
+            v = Path(str(cfg.video))
+            video = v if i == 0 else v.with_name(f"{v.stem}_{i}{v.suffix}")
+        profile = bool(cfg.profile) and i == 0
+        r = run_goal_episode(cfg, model, int(cfg.seed) + i, video, profile, box)
+        results.append(r)
+        print(
+            f"  seed {r['seed']}: success={r['success']} distance {r['start_distance']:.3f} -> "
+            f"{r['distance']:.3f} ({r['steps']} steps){' video ' + str(video) if video else ''}",
+            flush=True,
+        )
+    return results
+
+
+def _worker(container: dict[str, Any], episodes: list[int]) -> list[dict[str, Any]]:
+    """One ``workers=N`` process: its share of the episodes, on the resolved config."""
+    from omegaconf import OmegaConf
+
+    return _run_episodes(OmegaConf.create(container), episodes)
+
+
 @command("goal", help="reach a goal image with a visual world model (MPC); side-by-side video")
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
     from wm_planning.config import compose
-
-    from .train_visual import load_checkpoint
 
     cfg = compose("goal", argv)
     seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
@@ -263,23 +331,26 @@ def main(argv: list[str]) -> int:
                 f"wm-plan goal: seeds {overlap[:10]} are training episodes of {cfg.held_out_from};"
                 " pick seed= outside them"
             )
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    model = load_checkpoint(str(cfg.checkpoint), str(cfg.device))
-    results = []
+    workers = int(cfg.get("workers") or 1)
+    if workers < 1:
+        raise ValueError(f"workers={workers}: need at least one process")
     t0 = time.perf_counter()
-    for i in range(int(cfg.episodes)):
-        video = None
-        if cfg.video and i < int(cfg.video_episodes):
-            v = Path(str(cfg.video))
-            video = v if i == 0 else v.with_name(f"{v.stem}_{i}{v.suffix}")
-        r = run_goal_episode(cfg, model, int(cfg.seed) + i, video, bool(cfg.profile) and i == 0)
-        results.append(r)
-        print(
-            f"  seed {r['seed']}: success={r['success']} distance {r['start_distance']:.3f} -> "
-            f"{r['distance']:.3f} ({r['steps']} steps){' video ' + str(video) if video else ''}",
-            flush=True,
-        )
+    episodes = list(range(int(cfg.episodes)))
+    if workers == 1:
+        results = _run_episodes(cfg, episodes)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        from omegaconf import OmegaConf
+
+        # Episode i goes to worker i mod N: each worker gets a spread of seeds, so one slow
+        # stretch of seeds does not sit in one process. Spawn: no forked torch/EGL state.
+        chunks = [episodes[w::workers] for w in range(workers) if episodes[w::workers]]
+        container = OmegaConf.to_container(cfg, resolve=True)
+        with ProcessPoolExecutor(len(chunks), mp_context=mp.get_context("spawn")) as pool:
+            parts = list(pool.map(_worker, [container] * len(chunks), chunks))
+        results = sorted((r for part in parts for r in part), key=lambda r: int(r["seed"]))
     from wm_planning.eval.stats import wilson
 
     ok = sum(r["success"] for r in results)
@@ -298,14 +369,16 @@ def main(argv: list[str]) -> int:
         "plan_ms_p90": float(np.percentile(ms, 90)),
         "plans": len(ms),
         "wall_s": time.perf_counter() - t0,
-        "threads": torch.get_num_threads(),
+        "threads": int(cfg.threads) if cfg.threads else torch.get_num_threads(),
+        "workers": workers,  # plan times were measured beside workers - 1 other processes
+        "action_box": str(cfg.get("action_box", "data")),
     }
     print(
         f"{cfg.env}: success {ok}/{len(results)} (Wilson 95% [{lo:.2f}, {hi:.2f}]), mean final "
         f"distance {summary['mean_final_distance']:.3f} (start "
         f"{summary['mean_start_distance']:.3f}), plan time per control step: median "
         f"{summary['plan_ms_median']:.0f} ms, p90 {summary['plan_ms_p90']:.0f} ms ({len(ms)} "
-        f"plans, {summary['threads']} threads), {summary['wall_s']:.0f} s wall"
+        f"plans, {summary['threads']} threads x {workers} workers), {summary['wall_s']:.0f} s wall"
     )
     if cfg.results:
         out = Path(str(cfg.results))

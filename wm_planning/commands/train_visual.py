@@ -13,7 +13,9 @@ The checkpoint is one ``torch.save`` of plain data, read back with ``weights_onl
 registered model), ``options``, ``spec`` (:class:`ModelSpec`), ``state_dict``, ``weights_sha256``
 (checked on load), ``env`` (the dataset's env, which gives a deployment its robot, camera and
 proprioception layout), ``config`` (this command's options, the dataset path among them),
-``step``, ``seconds`` and ``train_state`` (optimizer, scheduler and RNG, for ``resume=true``).
+``step``, ``seconds``, ``train_state`` (optimizer, scheduler and RNG, for ``resume=true``) and
+``action_box`` (the per-dimension 0.5 %/99.5 % quantiles of the training actions: the actions the
+model has seen, which goal-image planning keeps to; see :func:`action_box`).
 """
 
 from __future__ import annotations
@@ -102,6 +104,23 @@ def _import_models() -> None:
 
 VISUAL_FORMAT = "wm-planning-visual-checkpoint"
 VISUAL_VERSION = 1
+ACTION_QUANTILE = 0.005  # action_box: the central 99 % of each action dimension
+
+
+def action_box(episodes: Sequence[Any], q: float = ACTION_QUANTILE) -> dict[str, Any]:
+    """Per-dimension ``q`` / ``1 - q`` quantiles of the episodes' actions (``low``, ``high``,
+    each ``A`` floats). A model learns the dynamics of the actions in its data only: a scripted
+    pusher's joint steps are a tenth of the env's box, and a planner sampling the whole box asks
+    the model about motions it has never seen (DINO-WM plans in data-normalised action space for
+    the same reason)."""
+    import numpy as np
+
+    acts = np.concatenate([np.asarray(e.actions, dtype=np.float64) for e in episodes])
+    if acts.ndim != 2 or not len(acts):
+        raise ValueError("action_box needs episodes with T×A actions")
+    low, high = np.quantile(acts, q, axis=0), np.quantile(acts, 1 - q, axis=0)
+    high = np.maximum(high, low + 1e-6)  # a constant dimension still gets a (thin) box
+    return {"low": low.tolist(), "high": high.tolist(), "quantile": float(q)}
 
 
 @dataclass
@@ -117,6 +136,8 @@ class VisualCheckpoint:
     seconds: float = 0.0  # training wall time so far
     train_state: dict[str, Any] | None = None  # optimizer, scheduler, rng (to resume)
     options: dict[str, Any] = field(default_factory=dict)  # the model options as saved
+    # the training actions' box (:func:`action_box`); None for files written before it existed
+    action_box: dict[str, Any] | None = None
 
 
 def save_checkpoint(
@@ -130,6 +151,7 @@ def save_checkpoint(
     step: int = 0,
     seconds: float = 0.0,
     train_state: dict[str, Any] | None = None,
+    action_box: dict[str, Any] | None = None,
 ) -> None:
     from wm_planning.training.checkpoint import to_plain, weights_digest, write_atomic
 
@@ -147,6 +169,7 @@ def save_checkpoint(
         "step": int(step),
         "seconds": float(seconds),
         "train_state": train_state,
+        "action_box": to_plain(action_box) if action_box is not None else None,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(data, path)  # a run killed while saving keeps its previous checkpoint
@@ -158,7 +181,7 @@ def strip_visual_checkpoint(src: str | Path, dst: str | Path) -> Path:
     ck = load_visual_checkpoint(src)
     dst = Path(dst)
     save_checkpoint(dst, ck.name, ck.options, ck.model, env=ck.env, config=ck.config,
-                    step=ck.step, seconds=ck.seconds)  # fmt: skip
+                    step=ck.step, seconds=ck.seconds, action_box=ck.action_box)  # fmt: skip
     return dst
 
 
@@ -215,8 +238,22 @@ def load_visual_checkpoint(path: str | Path, device: str = "cpu") -> VisualCheck
     return VisualCheckpoint(
         model.to(device).eval(), str(ck["name"]), None if env is None else str(env),
         dict(ck.get("config") or {}), int(ck.get("step", 0)), float(ck.get("seconds", 0.0)),
-        ck.get("train_state"), dict(ck["options"]),
+        ck.get("train_state"), dict(ck["options"]), _checked_box(path, ck.get("action_box"),
+                                                                int(spec["action_dim"])),
     )  # fmt: skip
+
+
+def _checked_box(path: Path, box: Any, action_dim: int) -> dict[str, Any] | None:
+    from wm_planning.training.checkpoint import CheckpointError
+
+    if box is None:
+        return None
+    low, high = box.get("low"), box.get("high")
+    if not (isinstance(low, list) and isinstance(high, list)) or not (
+        len(low) == len(high) == action_dim and all(a < b for a, b in zip(low, high, strict=True))
+    ):
+        raise CheckpointError(f"{path}: action_box must be {action_dim} low < high pairs: {box}")
+    return dict(box)
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> Any:
@@ -259,6 +296,7 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
     seq_len = cfg.seq_len or fc
     keys = [k for k in ("pixels", "proprio") if k in spec.obs_shapes]
     episodes = [e for ds in datasets for e in ds]
+    box = action_box(episodes)
     loader = SequenceLoader(episodes, seq_len, cfg.batch_size, obs_keys=keys, device=cfg.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
@@ -268,6 +306,7 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
     start, elapsed = 0, 0.0
     if cfg.resume:
         start, elapsed = _resume(cfg, out, name, options, model, opt, sched, g)
+        CSVLog(out.with_suffix(".csv")).drop_after(start)  # rows logged after the checkpoint
     else:
         if cfg.init_from:
             _init_from(cfg.init_from, name, model)
@@ -285,7 +324,8 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
             "rng": {"loader": g.get_state(), "torch": torch.get_rng_state()},
         }
         save_checkpoint(out, name, options, model, env=env, config=run_config, step=step,
-                        seconds=time.perf_counter() - t0, train_state=state)  # fmt: skip
+                        seconds=time.perf_counter() - t0, train_state=state,
+                        action_box=box)  # fmt: skip
 
     bar = tqdm(range(start, cfg.steps), disable=not progress, unit="step", initial=start,
                total=cfg.steps)  # fmt: skip

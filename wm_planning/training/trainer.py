@@ -118,6 +118,21 @@ class CSVLog:
             with path.open() as f:
                 self.fields = next(csv.reader(f))
 
+    def drop_after(self, limit: float) -> int:
+        """Remove the rows whose ``x`` column exceeds ``limit`` (a resumed run repeats what a
+        run killed after its last checkpoint had logged); returns how many were removed."""
+        if self.fields is None or self.x not in self.fields:
+            return 0
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        keep = [r for r in rows if float(r[self.x]) <= limit]
+        if len(keep) != len(rows):
+            with self.path.open("w", newline="") as f:
+                w = csv.DictWriter(f, self.fields)
+                w.writeheader()
+                w.writerows(keep)
+        return len(rows) - len(keep)
+
     def write(self, row: Mapping[str, Any]) -> None:
         new = self.fields is None
         if self.fields is None:
@@ -197,6 +212,9 @@ class Trainer:
             self.tb = SummaryWriter(str(self.out / "tb"))
         self.train_log = CSVLog(self.out / "train.csv", self.tb, "train", x="updates")
         self.episode_log = CSVLog(self.out / "episodes.csv", self.tb, "episode", x="step")
+        if cfg.resume:  # rows logged after the checkpoint would be logged twice
+            self.train_log.drop_after(self.updates)
+            self.episode_log.drop_after(self.step)
         self._metrics: dict[str, list[float]] = {}
         self._t0 = time.perf_counter()
 
