@@ -111,8 +111,8 @@ def action_box(episodes: Sequence[Any], q: float = ACTION_QUANTILE) -> dict[str,
     """Per-dimension ``q`` / ``1 - q`` quantiles of the episodes' actions (``low``, ``high``,
     each ``A`` floats). A model learns the dynamics of the actions in its data only: a scripted
     pusher's joint steps are a tenth of the env's box, and a planner sampling the whole box asks
-    the model about motions it has never seen (DINO-WM plans in data-normalised action space for
-    the same reason)."""
+    the model about motions it has never seen (DINO-WM's reference code, too, plans in actions
+    normalised by the dataset's statistics)."""
     import numpy as np
 
     acts = np.concatenate([np.asarray(e.actions, dtype=np.float64) for e in episodes])

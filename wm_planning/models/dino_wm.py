@@ -41,9 +41,9 @@ class DinoWMConfig:
     history: frames the predictor sees; frameskip: env actions per model step.
     width/depth/heads/mlp_ratio: predictor ViT. proprio_loss_weight: weight of the predicted
     proprio embedding's MSE. residual: predict each frame's change (next tokens and proprio
-    embedding = the current ones + the predictor's output) instead of the next frame itself, as
-    DINO-WM does; "nothing moves" is then the untrained model's answer, which matters for the
-    small motions near a goal. decoder: train a visualisation decoder. anti_collapse: VICReg
+    embedding = the current ones + the predictor's output) instead of the next frame itself (an
+    option of ours; DINO-WM's predictor outputs the next frame); "nothing moves" is then the
+    untrained model's answer, which matters for the small motions near a goal. decoder: train a visualisation decoder. anti_collapse: VICReg
     settings (used only with a trainable encoder)."""
 
     obs: str = "pixels"
