@@ -167,7 +167,7 @@ def run_goal_episode(
     pcfg = OmegaConf.to_container(cfg.planner, resolve=True)
     assert isinstance(pcfg, dict)
     low, high = planning_box(
-        str(cfg.get("action_box", "data")),
+        str(cfg.action_box),
         box,
         np.asarray(env.spec.action_low, dtype=float),
         np.asarray(env.spec.action_high, dtype=float),
@@ -282,7 +282,7 @@ def _run_episodes(cfg: Any, episodes: list[int]) -> list[dict[str, Any]]:
         torch.set_num_threads(int(cfg.threads))
     ck = load_visual_checkpoint(str(cfg.checkpoint), str(cfg.device))
     model, box = ck.model, ck.action_box
-    if str(cfg.get("action_box", "data")) == "data" and box is None and episodes[:1] == [0]:
+    if str(cfg.action_box) == "data" and box is None and episodes[:1] == [0]:
         print(f"{cfg.checkpoint} records no training-action box: planning in the env's box")
     results = []
     for i in episodes:
@@ -331,7 +331,7 @@ def main(argv: list[str]) -> int:
                 f"wm-plan goal: seeds {overlap[:10]} are training episodes of {cfg.held_out_from};"
                 " pick seed= outside them"
             )
-    workers = int(cfg.get("workers") or 1)
+    workers = int(cfg.workers)
     if workers < 1:
         raise ValueError(f"workers={workers}: need at least one process")
     t0 = time.perf_counter()
@@ -371,7 +371,7 @@ def main(argv: list[str]) -> int:
         "wall_s": time.perf_counter() - t0,
         "threads": int(cfg.threads) if cfg.threads else torch.get_num_threads(),
         "workers": workers,  # plan times were measured beside workers - 1 other processes
-        "action_box": str(cfg.get("action_box", "data")),
+        "action_box": str(cfg.action_box),
     }
     print(
         f"{cfg.env}: success {ok}/{len(results)} (Wilson 95% [{lo:.2f}, {hi:.2f}]), mean final "

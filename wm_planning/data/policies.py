@@ -127,8 +127,9 @@ class ScriptedPushPolicy(Policy):
     the block as seen along a push direction (over it, when on the wrong side), descend, push
     through, and stop. Each episode pushes towards its target, turned by a random angle (up to
     ``spread`` rad), for the target's distance; or, with probability ``random_dir``, 3-20 cm in
-    any direction: data in which the block moves in many ways, with no reward used. Joint velocities come from the ee Jacobian (damped
-    least squares), plus Gaussian noise (``noise`` × half box).
+    any direction: data in which the block moves in many ways, with no reward used. Joint
+    velocities come from the ee Jacobian (damped least squares), plus Gaussian noise (``noise`` ×
+    half box).
 
     speed: tip speed while pushing (m/s). gain: 1/s, tip error to velocity while approaching.
     """
