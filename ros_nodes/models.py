@@ -585,8 +585,8 @@ class GoalImageModel(PlanningModel):
         threads: int = 1,
         options: Mapping[str, Any] | None = None,
     ) -> None:
-        from wm_planning.commands.train_visual import load_visual_checkpoint
         from wm_planning.envs.arm import ArmEnv
+        from wm_planning.training.visual_checkpoint import load_visual_checkpoint
 
         if not checkpoint:
             raise ValueError(
@@ -617,7 +617,7 @@ class GoalImageModel(PlanningModel):
         self.env, self.checkpoint = env, checkpoint
         self.robot = env.robot
         self.dt = env.spec.control_dt
-        from wm_planning.commands.goal import planning_box
+        from wm_planning.training.visual_checkpoint import planning_box
 
         # plans stay inside the actions the model was trained on, as `wm-plan goal` does
         low, high = planning_box(

@@ -442,8 +442,8 @@ def test_train_visual_resume_continues_bit_identically(tmp_path: Path) -> None:
     """2 steps + ``resume=true`` to 4 gives the same weights and loss curve as 4 steps at once;
     resuming with other settings or without a checkpoint fails with the reason."""
     from wm_planning.cli import main as cli
-    from wm_planning.commands.train_visual import load_visual_checkpoint
     from wm_planning.training.checkpoint import CheckpointError
+    from wm_planning.training.visual_checkpoint import load_visual_checkpoint
 
     data = tmp_path / "data"
     collect = ["collect", "env=planar-goal_reach", "policy=correlated", "episodes=2"]
@@ -492,13 +492,13 @@ def test_train_visual_resume_continues_bit_identically(tmp_path: Path) -> None:
 def test_action_box_keeps_plans_to_the_training_actions(tmp_path: Path) -> None:
     """A checkpoint records the central 99 % of its training actions per dimension; goal planning
     samples inside that box (within the env's), or the env's own box with action_box=env."""
-    from wm_planning.commands.goal import planning_box
-    from wm_planning.commands.train_visual import (
+    from wm_planning.training.checkpoint import CheckpointError
+    from wm_planning.training.visual_checkpoint import (
         action_box,
         load_visual_checkpoint,
+        planning_box,
         save_checkpoint,
     )
-    from wm_planning.training.checkpoint import CheckpointError
 
     rng = np.random.default_rng(0)
     acts = np.stack([rng.uniform(-0.1, 0.1, 4000), rng.uniform(0.2, 0.6, 4000)], 1)
@@ -530,7 +530,7 @@ def test_shipped_goal_reach_checkpoint(tmp_path: Path) -> None:
     import json
 
     from wm_planning.cli import main as cli
-    from wm_planning.commands.train_visual import load_visual_checkpoint
+    from wm_planning.training.visual_checkpoint import load_visual_checkpoint
 
     path = Path(__file__).resolve().parents[1] / "checkpoints" / "planar_goal_reach_dino_wm.pt"
     ck = load_visual_checkpoint(path)

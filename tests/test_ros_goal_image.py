@@ -44,7 +44,7 @@ def _inputs(env: envs.Env, seed: int) -> tuple[dict[str, np.ndarray], Observatio
 
 
 def test_dino_adapter_plans_with_the_goal_command_objective(visual_cks: dict[str, Path]) -> None:
-    from wm_planning.commands.train_visual import load_checkpoint
+    from wm_planning.training.visual_checkpoint import load_checkpoint
 
     adapter = make_model("goal_image", robot="planar", checkpoint=str(visual_cks["dino_wm_conv"]))
     try:
@@ -57,7 +57,7 @@ def test_dino_adapter_plans_with_the_goal_command_objective(visual_cks: dict[str
         assert choice.name == "icem"
         assert choice.options["horizon"] == 15  # 3 model steps
         # plans keep to the training actions' box, as `wm-plan goal` does
-        from wm_planning.commands.train_visual import load_visual_checkpoint
+        from wm_planning.training.visual_checkpoint import load_visual_checkpoint
 
         box = load_visual_checkpoint(visual_cks["dino_wm_conv"]).action_box
         assert box is not None
@@ -172,7 +172,7 @@ def test_goal_image_adapter_errors(visual_cks: dict[str, Path], tmp_path: Path) 
 def test_visual_checkpoint_records_its_env_and_detects_flipped_bytes(
     visual_cks: dict[str, Path], tmp_path: Path
 ) -> None:
-    from wm_planning.commands.train_visual import load_visual_checkpoint
+    from wm_planning.training.visual_checkpoint import load_visual_checkpoint
 
     ck = load_visual_checkpoint(visual_cks["dino_wm_conv"])
     assert ck.env == "planar-goal_reach"

@@ -55,9 +55,9 @@ def strip(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from pathlib import Path
 
-    from wm_planning.commands.train_visual import VISUAL_FORMAT, strip_visual_checkpoint
     from wm_planning.training import CheckpointError, strip_checkpoint
     from wm_planning.training.checkpoint import read_checkpoint_file
+    from wm_planning.training.visual_checkpoint import VISUAL_FORMAT, strip_visual_checkpoint
 
     try:
         head = read_checkpoint_file(Path(args.src))

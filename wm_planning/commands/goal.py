@@ -96,25 +96,6 @@ def _draw_marks(img: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
-def planning_box(
-    choice: str, box: dict[str, Any] | None, low: np.ndarray, high: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The action box a plan samples from: the env's (``choice="env"``), or (``"data"``) the
-    checkpoint's training-action box (:func:`~wm_planning.commands.train_visual.action_box`)
-    inside the env's; a checkpoint that records none plans in the env's box."""
-    if choice not in ("data", "env"):
-        raise ValueError(f"action_box must be 'data' or 'env', got {choice!r}")
-    if choice == "env" or box is None:
-        return low, high
-    lo, hi = np.asarray(box["low"], dtype=float), np.asarray(box["high"], dtype=float)
-    if lo.shape != low.shape:
-        raise ValueError(
-            f"the checkpoint's action box has {lo.shape[0]} actions, the env {low.shape[0]}"
-        )
-    lo, hi = np.clip(lo, low, high), np.clip(hi, low, high)
-    return lo, np.maximum(hi, lo + 1e-6)
-
-
 def run_goal_episode(
     cfg: Any,
     model: Any,
@@ -166,6 +147,8 @@ def run_goal_episode(
     history = int(getattr(model.config, "history", 1))
     pcfg = OmegaConf.to_container(cfg.planner, resolve=True)
     assert isinstance(pcfg, dict)
+    from wm_planning.training.visual_checkpoint import planning_box
+
     low, high = planning_box(
         str(cfg.action_box),
         box,
@@ -276,7 +259,7 @@ def run_goal_episode(
 
 def _run_episodes(cfg: Any, episodes: list[int]) -> list[dict[str, Any]]:
     """Run episodes ``i`` (seed ``cfg.seed + i``) in this process; prints a line per episode."""
-    from .train_visual import load_visual_checkpoint
+    from wm_planning.training.visual_checkpoint import load_visual_checkpoint
 
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))

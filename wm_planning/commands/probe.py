@@ -110,8 +110,7 @@ def _register() -> None:
 
 def run_probe(cfg: Any) -> dict[str, Any]:
     from wm_planning import envs
-
-    from .train_visual import load_checkpoint
+    from wm_planning.training.visual_checkpoint import load_checkpoint
 
     _register()
     if cfg.threads:
