@@ -586,7 +586,7 @@ class GoalImageModel(PlanningModel):
         options: Mapping[str, Any] | None = None,
     ) -> None:
         from wm_planning.envs.arm import ArmEnv
-        from wm_planning.training.visual_checkpoint import load_visual_checkpoint
+        from wm_planning.training.visual_checkpoint import load_visual_checkpoint, planning_box
 
         if not checkpoint:
             raise ValueError(
@@ -617,8 +617,6 @@ class GoalImageModel(PlanningModel):
         self.env, self.checkpoint = env, checkpoint
         self.robot = env.robot
         self.dt = env.spec.control_dt
-        from wm_planning.training.visual_checkpoint import planning_box
-
         # plans stay inside the actions the model was trained on, as `wm-plan goal` does
         low, high = planning_box(
             "data",

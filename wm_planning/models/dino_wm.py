@@ -43,8 +43,8 @@ class DinoWMConfig:
     proprio embedding's MSE. residual: predict each frame's change (next tokens and proprio
     embedding = the current ones + the predictor's output) instead of the next frame itself (an
     option of ours; DINO-WM's predictor outputs the next frame); "nothing moves" is then the
-    untrained model's answer, which matters for the small motions near a goal. decoder: train a visualisation decoder. anti_collapse: VICReg
-    settings (used only with a trainable encoder)."""
+    untrained model's answer, which matters for the small motions near a goal. decoder: train a
+    visualisation decoder. anti_collapse: VICReg settings (used only with a trainable encoder)."""
 
     obs: str = "pixels"
     use_proprio: bool = True

@@ -187,8 +187,8 @@ def planning_box(
     choice: str, box: dict[str, Any] | None, low: np.ndarray, high: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The action box a plan samples from: the env's (``choice="env"``), or (``"data"``) the
-    checkpoint's training-action box (:func:`action_box`)
-    inside the env's; a checkpoint that records none plans in the env's box."""
+    checkpoint's training-action box (:func:`action_box`) inside the env's; a checkpoint that
+    records none plans in the env's box."""
     if choice not in ("data", "env"):
         raise ValueError(f"action_box must be 'data' or 'env', got {choice!r}")
     if choice == "env" or box is None:
