@@ -259,3 +259,35 @@ def test_scripted_push_policy_pushes_the_block_onto_its_target() -> None:
     env.close()
     with pytest.raises(ValueError, match="push task"):
         policies.make("scripted_push", envs.make("planar-goal_reach"))
+
+
+def test_data_support_is_mahalanobis_over_the_data(tmp_path: Path) -> None:
+    """DataSupport: the radius holds its quantile of the data; a point across the data's
+    correlation is far outside although inside every axis's range; proprio_support reads a
+    dataset's proprioception; bad input is refused."""
+    from wm_planning.data.support import DataSupport, proprio_support
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(20000, 2)) @ np.array([[1.0, 0.0], [0.9, 0.1]])
+    sup = DataSupport.fit(data, quantile=0.99)
+    assert np.mean(sup.distance(data) > sup.radius) == pytest.approx(0.01, abs=2e-3)
+    assert 2.9 < sup.radius < 3.2  # χ² with 2 degrees of freedom: sqrt(9.21) = 3.03
+    assert sup.distance(np.array([1.0, -1.0])) > 4 * sup.radius  # inside both axes' ranges
+    assert sup.distance(data[:5]).shape == (5,)
+    with pytest.raises(ValueError, match="N > E"):
+        DataSupport.fit(data[:2])
+    with pytest.raises(ValueError, match="finite"):
+        DataSupport.fit(np.full((10, 2), np.nan))
+    with pytest.raises(ValueError, match="of 2 values"):
+        sup.distance(np.zeros(3))
+    const = DataSupport.fit(np.c_[rng.normal(size=500), np.ones(500)])  # a joint that never moves
+    assert np.isfinite(const.radius)
+    assert const.distance(np.array([0.0, 1.1])) > 100 * const.radius
+
+    write(tmp_path / "a", [make_episode(20, 0), make_episode(9, 1, 100.0)])
+    write(tmp_path / "b", [make_episode(5, 2, 50.0)])
+    fitted = proprio_support([tmp_path / "a", tmp_path / "b"])
+    assert fitted.count == 21 + 10 + 6  # T+1 observations per episode
+    assert fitted.mean == pytest.approx([(210 + 1045 + 315) / 37])  # steps 0-20, 100-109, 50-55
+    with pytest.raises(DatasetError, match="not a dataset"):
+        proprio_support([tmp_path / "missing"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -112,18 +113,21 @@ def test_dinov2_weights_errors(tmp_path: Path) -> None:
 SPEC = ModelSpec({"pixels": (32, 32, 3), "proprio": (4,)}, action_dim=2, episode_length=50)
 
 
+TINY_DINO: dict[str, Any] = dict(
+    encoder="conv",
+    encoder_options={"embed_dim": 16, "channels": 8, "downsample": 3},
+    history=3,
+    frameskip=2,
+    width=32,
+    depth=2,
+    heads=2,
+    decoder_channels=8,
+)  # tiny_model()'s options: what a checkpoint of it must record
+
+
 def tiny_model(encoder: str = "conv", **kw: object) -> DinoWM:
     torch.manual_seed(0)
-    opts: dict[str, object] = dict(
-        encoder=encoder,
-        encoder_options={"embed_dim": 16, "channels": 8, "downsample": 3},
-        history=3,
-        frameskip=2,
-        width=32,
-        depth=2,
-        heads=2,
-        decoder_channels=8,
-    )
+    opts: dict[str, object] = {**TINY_DINO, "encoder": encoder}
     opts.update(kw)
     model = make_model("dino_wm", SPEC, **opts)
     assert isinstance(model, DinoWM)
@@ -371,6 +375,15 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     assert out["summary"]["episodes"] == 2
     assert [e["seed"] for e in out["episodes"]] == [1000, 1001]
     assert all(len(e["plan_times"]) == 2 for e in out["episodes"])  # 10 steps / frameskip 5
+    # held_out_from= also logs how far the arm is from the training data's proprioception
+    assert all(len(e["support_trace"]) == 10 for e in out["episodes"])
+    support = out["summary"]["support"]
+    meta = json.loads((data / "meta.json").read_text())
+    assert support["samples"] == sum(e["length"] + 1 for e in meta["episodes"])  # T+1 each
+    left = [e for e in out["episodes"] if e["left_support_step"] is not None]
+    assert support["left"] == len(left)
+    for e in left:
+        assert e["support_trace"][e["left_support_step"] - 1] > support["radius"]
     assert (tmp_path / "g.mp4").is_file()
     assert not (tmp_path / "g_1.mp4").exists()  # video_episodes=1
     printed = capsys.readouterr().out
@@ -487,6 +500,9 @@ def test_train_visual_resume_continues_bit_identically(tmp_path: Path) -> None:
     assert first < fresh
     with pytest.raises(CheckpointError, match=r"other options \(\['history'\]\)"):
         cli([*fine, "model_options.history=2"])
+    # options that only weigh the loss may change when fine-tuning; the new file records them
+    assert cli([*fine, "model_options.proprio_loss_weight=10"]) == 0
+    assert load_visual_checkpoint(tmp_path / "fine.pt").options["proprio_loss_weight"] == 10
 
 
 def test_action_box_keeps_plans_to_the_training_actions(tmp_path: Path) -> None:
@@ -519,8 +535,8 @@ def test_action_box_keeps_plans_to_the_training_actions(tmp_path: Path) -> None:
     # a checkpoint carries it; a malformed one is refused by name
     model = tiny_model()
     bad = {"low": [0.0] * model.action_dim, "high": [0.0] * model.action_dim}
-    save_checkpoint(tmp_path / "bad.pt", "dino_wm", {}, model, action_box=bad)
-    with pytest.raises(CheckpointError, match="action_box"):
+    save_checkpoint(tmp_path / "bad.pt", "dino_wm", TINY_DINO, model, action_box=bad)
+    with pytest.raises(CheckpointError, match="action_box must be 2 low < high pairs"):
         load_visual_checkpoint(tmp_path / "bad.pt")
 
 

@@ -10,7 +10,11 @@ video shows camera | goal | the imagined final frame of the latest plan (decoded
 Prints success (``env.evaluate()``), final distance and plan time per control step; with
 ``results=PATH.json`` also writes every episode and the summary. ``held_out_from=DATA_DIR``
 (or ``[DIR,DIR]``) refuses to run when an episode seed is one of that dataset's (training)
-episode seeds, so the start/goal pairs are guaranteed unseen. ``workers=N`` shares the
+episode seeds, so the start/goal pairs are guaranteed unseen; it also logs, every step, the
+Mahalanobis distance of the observed proprioception to the training data's
+(:class:`~wm_planning.data.support.DataSupport`): ``support_trace`` and ``left_support_step``
+(the first step beyond the radius holding 99.9 % of the data) per episode, and how many
+episodes left it in the summary. Beyond it the model's predictions are extrapolations. ``workers=N`` shares the
 episodes among N processes of ``threads`` torch threads each (a 50-pair evaluation on a 2-core
 machine: ``workers=2 threads=1``); results are the same episodes in seed order, and the plan
 times then include the other workers' contention (the summary records ``workers``).
@@ -103,6 +107,7 @@ def run_goal_episode(
     video: Path | None,
     profile: bool = False,
     box: dict[str, Any] | None = None,
+    support: Any = None,
 ) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
@@ -179,6 +184,8 @@ def run_goal_episode(
     scale = int(cfg.video_scale)
     d0, _ = env.evaluate()
     trace: list[float] = []  # distance after every env step: converging, stalled or oscillating
+    # Mahalanobis distance of the observed proprioception to the training data's, every step
+    support_trace: list[float] = []
     with torch.no_grad():
         n = 0
         for _ in range(steps):
@@ -226,6 +233,8 @@ def run_goal_episode(
                 executed.append(action.numpy())
             obs, _, _, truncated, _ = env.step(action.numpy())
             trace.append(float(env.evaluate()[0]))
+            if support is not None:
+                support_trace.append(float(support.distance(obs["proprio"])))
             block.append(action.numpy())
             if len(block) == skip:
                 blocks.append(np.concatenate(block))
@@ -246,7 +255,7 @@ def run_goal_episode(
             video, video_frames, fps=max(1, round(1 / env.spec.control_dt)), macro_block_size=8
         )
     env.close()
-    return {
+    out: dict[str, Any] = {
         "seed": seed,
         "success": bool(success),
         "distance": float(distance),
@@ -255,9 +264,14 @@ def run_goal_episode(
         "steps": n,
         "distance_trace": trace,
     }
+    if support is not None:
+        left = [i + 1 for i, d in enumerate(support_trace) if d > support.radius]
+        out["support_trace"] = support_trace
+        out["left_support_step"] = left[0] if left else None  # env steps taken when it left
+    return out
 
 
-def _run_episodes(cfg: Any, episodes: list[int]) -> list[dict[str, Any]]:
+def _run_episodes(cfg: Any, episodes: list[int], support: Any = None) -> list[dict[str, Any]]:
     """Run episodes ``i`` (seed ``cfg.seed + i``) in this process; prints a line per episode."""
     from wm_planning.training.visual_checkpoint import load_visual_checkpoint
 
@@ -274,21 +288,26 @@ def _run_episodes(cfg: Any, episodes: list[int]) -> list[dict[str, Any]]:
             v = Path(str(cfg.video))
             video = v if i == 0 else v.with_name(f"{v.stem}_{i}{v.suffix}")
         profile = bool(cfg.profile) and i == 0
-        r = run_goal_episode(cfg, model, int(cfg.seed) + i, video, profile, box)
+        r = run_goal_episode(cfg, model, int(cfg.seed) + i, video, profile, box, support)
         results.append(r)
+        left = r.get("left_support_step")
         print(
             f"  seed {r['seed']}: success={r['success']} distance {r['start_distance']:.3f} -> "
-            f"{r['distance']:.3f} ({r['steps']} steps){' video ' + str(video) if video else ''}",
+            f"{r['distance']:.3f} ({r['steps']} steps)"
+            f"{f', left the data at step {left}' if left else ''}"
+            f"{' video ' + str(video) if video else ''}",
             flush=True,
         )
     return results
 
 
-def _worker(container: dict[str, Any], episodes: list[int]) -> list[dict[str, Any]]:
+def _worker(
+    container: dict[str, Any], episodes: list[int], support: Any = None
+) -> list[dict[str, Any]]:
     """One ``workers=N`` process: its share of the episodes, on the resolved config."""
     from omegaconf import OmegaConf
 
-    return _run_episodes(OmegaConf.create(container), episodes)
+    return _run_episodes(OmegaConf.create(container), episodes, support)
 
 
 @command("goal", help="reach a goal image with a visual world model (MPC); side-by-side video")
@@ -300,6 +319,7 @@ def main(argv: list[str]) -> int:
 
     cfg = compose("goal", argv)
     seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
+    support = None
     if cfg.held_out_from:
         from omegaconf import ListConfig
 
@@ -307,20 +327,25 @@ def main(argv: list[str]) -> int:
 
         held = cfg.held_out_from  # a directory, or [dir, dir] (what the model was trained on)
         dirs = [str(d) for d in held] if isinstance(held, ListConfig) else str(held)
-        seen = {int(e["seed"]) for ds in open_datasets(dirs) for e in ds.meta["episodes"]}
+        datasets = open_datasets(dirs)
+        seen = {int(e["seed"]) for ds in datasets for e in ds.meta["episodes"]}
         overlap = sorted(seen.intersection(seeds))
         if overlap:
             raise SystemExit(
                 f"wm-plan goal: seeds {overlap[:10]} are training episodes of {cfg.held_out_from};"
                 " pick seed= outside them"
             )
+        if "proprio" in datasets[0].meta["spec"]["obs_shapes"]:
+            from wm_planning.data.support import proprio_support
+
+            support = proprio_support([ds.path for ds in datasets])
     workers = int(cfg.workers)
     if workers < 1:
         raise ValueError(f"workers={workers}: need at least one process")
     t0 = time.perf_counter()
     episodes = list(range(int(cfg.episodes)))
     if workers == 1:
-        results = _run_episodes(cfg, episodes)
+        results = _run_episodes(cfg, episodes, support)
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -332,7 +357,8 @@ def main(argv: list[str]) -> int:
         chunks = [episodes[w::workers] for w in range(workers) if episodes[w::workers]]
         container = OmegaConf.to_container(cfg, resolve=True)
         with ProcessPoolExecutor(len(chunks), mp_context=mp.get_context("spawn")) as pool:
-            parts = list(pool.map(_worker, [container] * len(chunks), chunks))
+            n = len(chunks)
+            parts = list(pool.map(_worker, [container] * n, chunks, [support] * n))
         results = sorted((r for part in parts for r in part), key=lambda r: int(r["seed"]))
     from wm_planning.eval.stats import wilson
 
@@ -356,6 +382,16 @@ def main(argv: list[str]) -> int:
         "workers": workers,  # plan times were measured beside workers - 1 other processes
         "action_box": str(cfg.action_box),
     }
+    if support is not None:  # episodes whose arm left the training data's proprioception
+        left = [r for r in results if r["left_support_step"] is not None]
+        summary["support"] = {
+            "radius": support.radius,
+            "quantile": support.quantile,
+            "samples": support.count,
+            "left": len(left),
+            "left_and_failed": sum(not r["success"] for r in left),
+            "failed": len(results) - ok,
+        }
     print(
         f"{cfg.env}: success {ok}/{len(results)} (Wilson 95% [{lo:.2f}, {hi:.2f}]), mean final "
         f"distance {summary['mean_final_distance']:.3f} (start "
@@ -363,6 +399,13 @@ def main(argv: list[str]) -> int:
         f"{summary['plan_ms_median']:.0f} ms, p90 {summary['plan_ms_p90']:.0f} ms ({len(ms)} "
         f"plans, {summary['threads']} threads x {workers} workers), {summary['wall_s']:.0f} s wall"
     )
+    if "support" in summary:
+        sp = summary["support"]
+        print(
+            f"left the training data's proprioception (Mahalanobis > {sp['radius']:.2f}, its "
+            f"{sp['quantile']:.1%}) in {sp['left']}/{len(results)} episodes; "
+            f"{sp['left_and_failed']} of the {sp['failed']} failures had"
+        )
     if cfg.results:
         out = Path(str(cfg.results))
         out.parent.mkdir(parents=True, exist_ok=True)

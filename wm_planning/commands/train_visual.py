@@ -195,12 +195,17 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
 
 
 def _init_from(path: str, name: str, model: Any) -> None:
-    """Fine-tuning: the weights of ``path`` (the same model with the same options), nothing else
-    (a fresh optimizer, LR schedule and step count)."""
+    """Fine-tuning: the weights of ``path`` (the same model with the same options, except those
+    that only weigh the loss: the config's ``loss_fields``), nothing else (a fresh optimizer, LR
+    schedule and step count)."""
     from wm_planning.training.checkpoint import CheckpointError
 
     ck = load_visual_checkpoint(path)
-    old, new = dataclasses.asdict(ck.model.config), dataclasses.asdict(model.config)
+    loss_only = set(getattr(type(model.config), "loss_fields", ()))
+    old, new = (
+        {k: v for k, v in dataclasses.asdict(c).items() if k not in loss_only}
+        for c in (ck.model.config, model.config)
+    )
     if ck.name != name or old != new:
         diff = sorted(k for k in new if old.get(k) != new[k])
         raise CheckpointError(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -63,6 +63,9 @@ class DinoWMConfig:
     decoder: bool = True
     decoder_channels: int = 64
     anti_collapse: AntiCollapse = field(default_factory=AntiCollapse)
+
+    #: options that weigh the training loss only: fine-tuning (``init_from``) may change them
+    loss_fields: ClassVar[tuple[str, ...]] = ("proprio_loss_weight", "anti_collapse")
 
     def __post_init__(self) -> None:
         if isinstance(self.anti_collapse, Mapping):
