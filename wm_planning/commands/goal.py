@@ -14,9 +14,9 @@ episode seeds, so the start/goal pairs are guaranteed unseen; it also logs, ever
 Mahalanobis distance of the observed proprioception to the training data's
 (:class:`~wm_planning.data.support.DataSupport`): ``support_trace`` and ``left_support_step``
 (the first step beyond the radius holding 99.9 % of the data) per episode, and how many
-episodes left it in the summary. Beyond it the model's predictions are extrapolations. ``workers=N`` shares the
-episodes among N processes of ``threads`` torch threads each (a 50-pair evaluation on a 2-core
-machine: ``workers=2 threads=1``); results are the same episodes in seed order, and the plan
+episodes left it in the summary. Beyond it the model's predictions are extrapolations.
+``workers=N`` shares the episodes among N processes of ``threads`` torch threads each (a
+50-pair evaluation on a 2-core machine: ``workers=2 threads=1``); results are the same episodes in seed order, and the plan
 times then include the other workers' contention (the summary records ``workers``).
 ``action_box=data`` (default) keeps plans inside the box of actions the model was trained on
 (the checkpoint's ``action_box``; the env's box for checkpoints without one), ``env`` samples

@@ -2,9 +2,8 @@
 
 A learned model has only seen the states of its training data. An evaluation that logs how far
 each observed state is from that data (``wm-plan goal`` with ``held_out_from=``) shows when the
-robot has gone where the model's predictions are extrapolations: on the push task the arm sweeps
-out of the data's joint distribution and knocks the block off the target
-(``docs/goal_images.md``).
+robot has gone where the model's predictions are extrapolations. On the push task the planned
+arm spends most of every episode outside its data, successes included (``docs/goal_images.md``).
 
 The distance is Mahalanobis, not a per-axis range: the data's joints move together (a scripted
 pusher keeps its tip low), and a departure across that correlation stays inside every axis's range.
@@ -51,7 +50,8 @@ class DataSupport:
         return cls(mean, whiten, float(np.quantile(d, quantile)), float(quantile), x.shape[0])
 
     def distance(self, x: np.ndarray) -> np.ndarray:
-        """``…×E`` -> ``…`` Mahalanobis distance to the data (``radius`` holds ``quantile`` of it)."""
+        """``…×E`` -> ``…`` Mahalanobis distance to the data (``radius`` holds ``quantile``
+        of it)."""
         x = np.asarray(x, dtype=np.float64)
         if x.shape[-1] != self.mean.shape[0]:
             raise ValueError(f"DataSupport of {self.mean.shape[0]} values, got {x.shape[-1]}")
