@@ -210,7 +210,9 @@ class ScriptedPushPolicy(Policy):
         if aligned and abs(tip[2] - self.height) < 0.015:
             # push through, pulled back onto the line through the block's centre
             normal = np.array([u[1], -u[0]])
-            v = np.r_[self.speed * u - self.gain * side * normal, self.gain * (self.height - tip[2])]
+            v = np.r_[
+                self.speed * u - self.gain * side * normal, self.gain * (self.height - tip[2])
+            ]
         else:  # go round: up first, over to behind the block, then down
             near = np.linalg.norm(tip[:2] - behind) < 0.015
             hover = self.height + self.HOVER
@@ -224,7 +226,10 @@ class ScriptedPushPolicy(Policy):
         v = v * min(1.0, 2 * self.speed / max(float(np.linalg.norm(v)), 1e-9))
         j = self.inner.ee_jacobian()
         dq = j.T @ np.linalg.solve(j @ j.T + 1e-4 * np.eye(3), v * self.dt)
-        a = dq / self._vstep + self.rng.normal(0.0, self.noise, dq.shape) * (self.high - self.low) / 2
+        a = (
+            dq / self._vstep
+            + self.rng.normal(0.0, self.noise, dq.shape) * (self.high - self.low) / 2
+        )
         return np.clip(a, self.low, self.high)
 
 
