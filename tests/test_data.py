@@ -198,6 +198,43 @@ def test_planner_policy_moves_the_arm_to_the_target() -> None:
     env.close()
 
 
+def test_planner_policy_plans_inside_a_datasets_action_box(tmp_path: Path) -> None:
+    """`box_from=DATA`: every collected action lies in the central 99 % of DATA's actions (what a
+    visual model trained on DATA plans within), and the planner still makes progress in it."""
+    from wm_planning import envs
+    from wm_planning.data import policies
+    from wm_planning.training.visual_checkpoint import action_box
+
+    env = envs.make("planar-reach")
+    rng = np.random.default_rng(0)
+    a_dim = env.spec.action_dim
+    eps = []
+    for i in range(3):  # a dataset whose actions are a quarter of the env's box
+        ep = make_episode(40, seed=i)
+        ep.actions = rng.uniform(-0.25, 0.25, (40, a_dim)).astype(np.float32)
+        eps.append(ep)
+    write(tmp_path / "d", eps)
+    box = action_box(eps)
+    policy = policies.make("planner", env, horizon=8, num_samples=32, num_elites=8,
+                           iterations=1, temperature=0.05, init_std=0.5,
+                           box_from=str(tmp_path / "d"))  # fmt: skip
+    obs = env.reset(seed=1)
+    policy.reset(1)
+    start, _ = env.evaluate()
+    acts = []
+    for _ in range(30):
+        acts.append(policy.act(obs))
+        obs, *_ = env.step(acts[-1])
+    acts_a = np.array(acts)
+    assert (acts_a >= np.array(box["low"]) - 1e-6).all()
+    assert (acts_a <= np.array(box["high"]) + 1e-6).all()
+    assert np.abs(acts_a).max() > 0.1  # it does use the box, not a sliver of it
+    assert env.evaluate()[0] < start
+    with pytest.raises(DatasetError, match="not a dataset"):
+        policies.make("planner", env, box_from=str(tmp_path / "none"))
+    env.close()
+
+
 @pytest.mark.parametrize("name", ["planar-reach", "panda-goal_reach"])
 def test_scripted_policy_heads_for_the_goal(name: str) -> None:
     from wm_planning import envs

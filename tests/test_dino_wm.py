@@ -395,6 +395,13 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     assert len(json.loads((tmp_path / "r.json").read_text())["episodes"][0]["plan_times"]) == 1
     with pytest.raises(ValueError, match="multiple of the model's frameskip"):
         cli([*goal, "seed=1000", "episodes=1", "replan_every=3"])
+    # oracle=true: the same objective and planner on the simulator rendered through the encoder
+    assert cli([*goal, "seed=1000", "episodes=1", "oracle=true", "cost.proprio_weight=0.5"]) == 0
+    oracle = json.loads((tmp_path / "r.json").read_text())
+    assert oracle["summary"]["oracle"] is True
+    assert len(oracle["episodes"][0]["plan_times"]) == 2
+    with pytest.raises(ValueError, match="designated pixels"):
+        cli([*goal, "seed=1000", "episodes=1", "oracle=true", "designated.keypoints=true"])
     # an image file carries no proprioception, so a proprio term cannot be scored
     import imageio.v2 as imageio
 
@@ -559,3 +566,48 @@ def test_shipped_goal_reach_checkpoint(tmp_path: Path) -> None:
     assert cli(goal) == 0
     ep = json.loads((tmp_path / "r.json").read_text())["episodes"][0]
     assert ep["distance"] < 0.5 * ep["start_distance"], ep["distance_trace"]
+
+
+def test_rendered_dynamics_predicts_what_the_simulator_then_shows() -> None:
+    """``oracle=true``'s model: a rollout's tokens and proprio embeddings are those of the frames
+    the env shows after executing the same actions, and the env is left where it was."""
+    from wm_planning import envs
+    from wm_planning.models.dino_wm import pixels_to_float
+    from wm_planning.models.rendered_dynamics import RenderedDynamics
+
+    env = envs.make("planar-goal_reach", pixels=True, image_size=(32, 32))
+    env.reset(seed=3)
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        {"pixels": (32, 32, 3), "proprio": env.spec.obs_shapes["proprio"]},
+        action_dim=env.spec.action_dim,
+        episode_length=50,
+    )
+    model = make_model("dino_wm", spec, **TINY_DINO).eval()
+    assert isinstance(model, DinoWM)
+    oracle = RenderedDynamics(model, env)
+    state = oracle.encode({})
+    a_dim = env.spec.action_dim
+    acts = torch.as_tensor(
+        np.random.default_rng(0).uniform(-1, 1, (3, 4, a_dim)), dtype=torch.float32
+    )
+    out = oracle.rollout(state, acts)
+    assert out.latents is not None
+    assert out.frames is not None
+    assert out.latents.shape == (3, 2, model.latent_dim)  # 4 env steps = 2 model steps
+    assert out.frames.shape == (3, 2, 3, 32, 32)
+    assert np.array_equal(env.get_state(), state)  # rendering restored the simulator
+    frames, props = [], []
+    for t in range(4):  # candidate 1, executed for real
+        o, *_ = env.step(acts[1, t].numpy())
+        if t % 2 == 1:
+            frames.append(o["pixels"])
+            props.append(o["proprio"])
+    with torch.no_grad():
+        z = model.encode_images(pixels_to_float(torch.as_tensor(np.stack(frames))))
+        pe = model.embed_proprio(torch.as_tensor(np.stack(props)), (2,))
+    assert torch.allclose(out.latents[1], z.flatten(1), atol=1e-5)
+    assert torch.allclose(out.extras["proprio_latents"][1], pe, atol=1e-4)
+    with pytest.raises(ValueError, match="multiple of the model's frameskip"):
+        oracle.rollout(state, acts[:, :3])
+    env.close()

@@ -21,6 +21,10 @@ times then include the other workers' contention (the summary records ``workers`
 ``action_box=data`` (default) keeps plans inside the box of actions the model was trained on
 (the checkpoint's ``action_box``; the env's box for checkpoints without one), ``env`` samples
 the env's whole box.
+``oracle=true`` plans with the same objective, planner and budget on the simulator instead of the
+learned predictor (:class:`~wm_planning.models.rendered_dynamics.RenderedDynamics`: exact
+rollouts rendered and encoded by the checkpoint's own encoder). Its success rate is the ceiling
+of that objective; the gap down to the learned model's is prediction error.
 
 Designated pixels (visual foresight, Finn & Levine 2017): instead of a goal image, pixels in the
 camera image and where each should go, scored by the expected distance under the model's
@@ -118,6 +122,16 @@ def run_goal_episode(
     size = (int(model.obs_shape[0]), int(model.obs_shape[1]))
     env = envs.make(str(cfg.env), pixels=True, image_size=size)
     obs = env.reset(seed=seed)
+    visual = model  # the goal cost is always the visual model's own
+    if cfg.get("oracle"):
+        from wm_planning.models.rendered_dynamics import RenderedDynamics
+
+        if cfg.designated.keypoints or cfg.designated.pixels is not None:
+            raise ValueError(
+                "oracle=true plans on rendered exact rollouts, which have no pixel distributions "
+                "for designated pixels: use a goal image"
+            )
+        model = RenderedDynamics(visual, env)
     if cfg.goal_image:
         import imageio.v2 as imageio
 
@@ -130,7 +144,7 @@ def run_goal_episode(
     assert isinstance(cost_options, dict)
     marks = _designated(cfg, env, size)
     if marks is None:
-        cost = goal_cost(model, goal, goal_proprio, **{str(k): v for k, v in cost_options.items()})
+        cost = goal_cost(visual, goal, goal_proprio, **{str(k): v for k, v in cost_options.items()})
     else:
         from wm_planning.costs_visual import DesignatedPixelCost
 
@@ -381,6 +395,7 @@ def main(argv: list[str]) -> int:
         "threads": int(cfg.threads) if cfg.threads else torch.get_num_threads(),
         "workers": workers,  # plan times were measured beside workers - 1 other processes
         "action_box": str(cfg.action_box),
+        "oracle": bool(cfg.get("oracle", False)),
     }
     if support is not None:  # episodes whose arm left the training data's proprioception
         left = [r for r in results if r["left_support_step"] is not None]

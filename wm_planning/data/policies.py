@@ -71,6 +71,28 @@ class CorrelatedPolicy(Policy):
         return self._a.copy()
 
 
+def _dataset_box(path: str, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The central 99 % of a dataset's actions (:func:`action_box`), inside ``[low, high]``
+    (reads the ``action`` arrays only, not the pixels)."""
+    from types import SimpleNamespace
+
+    from wm_planning.training.visual_checkpoint import action_box, planning_box
+
+    from .format import Dataset, DatasetError
+
+    ds, episodes = Dataset(path), []
+    for entry in ds.meta["episodes"]:
+        file = ds.path / entry["file"]
+        try:
+            with np.load(file, allow_pickle=False) as z:
+                episodes.append(SimpleNamespace(actions=np.asarray(z["action"])))
+        except (OSError, KeyError, ValueError) as e:
+            raise DatasetError(f"{file}: no readable actions ({e})") from e
+    if not episodes:
+        raise DatasetError(f"{path} has no episodes to take an action box from")
+    return planning_box("data", action_box(episodes), low, high)
+
+
 def _unwrap(env: Env) -> Env:
     """The innermost env under wrappers such as ``RandomizedEnv`` (same model, same physics)."""
     while hasattr(env, "env"):
@@ -239,7 +261,11 @@ class PlannerPolicy(Policy):
     the env being collected from.
 
     options: ``planner`` (registered name), ``horizon``, ``replan_every``, plus that planner's
-    config fields.
+    config fields; ``box_from`` (a dataset directory): plan inside the central 99 % of that
+    dataset's actions instead of the env's box. A visual model's planner keeps to its training
+    data's actions (``action_box``), so data collected this way shows the model the kind of
+    motion its own planner makes there (jerky, colored-noise sequences at the same speeds), which
+    a scripted policy's smooth motions do not.
     """
 
     def __init__(
@@ -248,6 +274,7 @@ class PlannerPolicy(Policy):
         planner: str = "mppi",
         horizon: int = 10,
         replan_every: int = 1,
+        box_from: str | None = None,
         **options: Any,
     ) -> None:
         import torch
@@ -260,12 +287,12 @@ class PlannerPolicy(Policy):
         inner = _unwrap(env)
         self.model = MujocoDynamics(inner)
         self.inner = inner
+        low = np.asarray(env.spec.action_low, dtype=float)
+        high = np.asarray(env.spec.action_high, dtype=float)
+        if box_from is not None:
+            low, high = _dataset_box(box_from, low, high)
         plan = planners.make(
-            planner,
-            horizon=int(horizon),
-            action_low=env.spec.action_low,
-            action_high=env.spec.action_high,
-            **options,
+            planner, horizon=int(horizon), action_low=low, action_high=high, **options
         )
         self._gen = torch.Generator()
         self.controller = Controller(plan, generator=self._gen, replan_every=int(replan_every))
