@@ -610,4 +610,13 @@ def test_rendered_dynamics_predicts_what_the_simulator_then_shows() -> None:
     assert torch.allclose(out.extras["proprio_latents"][1], pe, atol=1e-4)
     with pytest.raises(ValueError, match="multiple of the model's frameskip"):
         oracle.rollout(state, acts[:, :3])
+    # a pixel-space model (visual foresight: no encoder) is scored on the rendered frames alone
+    pixel_model = SimpleNamespace(config=SimpleNamespace(frameskip=1), obs_shape=(32, 32, 3))
+    px = RenderedDynamics(pixel_model, env)
+    assert px.provides == frozenset({"frames"})
+    out = px.rollout(env.get_state(), acts[:1, :1])
+    assert out.latents is None
+    assert out.frames is not None
+    o, *_ = env.step(acts[0, 0].numpy())
+    assert torch.equal(out.frames[0, 0], pixels_to_float(torch.as_tensor(o["pixels"])))
     env.close()
