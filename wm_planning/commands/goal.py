@@ -352,7 +352,7 @@ def main(argv: list[str]) -> int:
         if "proprio" in datasets[0].meta["spec"]["obs_shapes"]:
             from wm_planning.data.support import proprio_support
 
-            support = proprio_support([ds.path for ds in datasets])
+            support = proprio_support(datasets)
     workers = int(cfg.workers)
     if workers < 1:
         raise ValueError(f"workers={workers}: need at least one process")

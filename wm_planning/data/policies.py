@@ -80,14 +80,7 @@ def _dataset_box(path: str, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarr
 
     from .format import Dataset, DatasetError
 
-    ds, episodes = Dataset(path), []
-    for entry in ds.meta["episodes"]:
-        file = ds.path / entry["file"]
-        try:
-            with np.load(file, allow_pickle=False) as z:
-                episodes.append(SimpleNamespace(actions=np.asarray(z["action"])))
-        except (OSError, KeyError, ValueError) as e:
-            raise DatasetError(f"{file}: no readable actions ({e})") from e
+    episodes = [SimpleNamespace(actions=a) for a in Dataset(path).arrays("action")]
     if not episodes:
         raise DatasetError(f"{path} has no episodes to take an action box from")
     return planning_box("data", action_box(episodes), low, high)

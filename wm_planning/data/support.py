@@ -14,8 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .format import Dataset
 
 SUPPORT_QUANTILE = 0.999
 
@@ -58,21 +62,15 @@ class DataSupport:
         return np.linalg.norm((x - self.mean) @ self.whiten, axis=-1)
 
 
-def proprio_support(dirs: Sequence[str | Path], quantile: float = SUPPORT_QUANTILE) -> DataSupport:
-    """The :class:`DataSupport` of the ``obs.proprio`` of every episode in dataset directories
-    (read without the pixels)."""
-    from .format import META_FILE, Dataset, DatasetError
+def proprio_support(
+    datasets: Sequence[str | Path | Dataset], quantile: float = SUPPORT_QUANTILE
+) -> DataSupport:
+    """The :class:`DataSupport` of the ``obs.proprio`` of every episode in datasets (directories
+    or opened :class:`~wm_planning.data.format.Dataset`; read without the pixels)."""
+    from .format import Dataset, DatasetError
 
-    rows = []
-    for d in dirs:
-        ds = Dataset(d)
-        for entry in ds.meta["episodes"]:
-            file = ds.path / entry["file"]
-            try:
-                with np.load(file, allow_pickle=False) as z:
-                    rows.append(np.asarray(z["obs.proprio"], dtype=np.float64))
-            except (OSError, KeyError, ValueError) as e:
-                raise DatasetError(f"{file}: no readable obs.proprio ({e}; see {META_FILE})") from e
+    opened = [d if isinstance(d, Dataset) else Dataset(d) for d in datasets]
+    rows = [a.astype(np.float64) for ds in opened for a in ds.arrays("obs.proprio")]
     if not rows:
-        raise DatasetError(f"no episodes with proprioception in {list(map(str, dirs))}")
+        raise DatasetError(f"no episodes with proprioception in {[str(d.path) for d in opened]}")
     return DataSupport.fit(np.concatenate(rows), quantile)
