@@ -45,8 +45,14 @@ def shut_down(node: Node | None, close: Callable[[], None] | None = None) -> Non
     """Orderly end of a node process: ``close()`` (the node's own resources), destroy the node,
     shut rclpy down."""
     # A second Ctrl-C (a terminal signals the whole process group, then `wm-plan ros up`
-    # forwards one) must not interrupt the teardown.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # forwards one) must not interrupt the teardown. It can land while the ignore is being
+    # installed (CI saw a KeyboardInterrupt raised inside signal.signal): install it again.
+    while True:
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            break
+        except KeyboardInterrupt:
+            continue
     if node is not None:
         if close is not None:
             close()
