@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from wm_planning import costs, planners
+from wm_planning.commands.probe import rank_metrics, spearman
 from wm_planning.costs_visual import DinoGoalCost
-from wm_planning.models.dino_wm import DinoWM, frame_causal_mask
+from wm_planning.models.dino_wm import DinoWM, frame_causal_mask, pixels_to_float
 from wm_planning.models.encoders import (
     AntiCollapse,
     DinoEncoder,
@@ -331,6 +332,51 @@ def test_residual_predictor_starts_from_nothing_moves() -> None:
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
 
 
+def test_rank_metrics() -> None:
+    """Spearman and the regret of the model's pick, on costs whose answers are known."""
+    true = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    good = rank_metrics(true * 2 + 1, true)
+    assert good == {"spearman": pytest.approx(1.0), "regret": 0.0, "picked_best": 1.0}
+    worst = rank_metrics(-true, true)
+    assert worst["spearman"] == pytest.approx(-1.0)
+    assert worst["regret"] == pytest.approx(2.0)  # picks 4: (4 - 0) / (median 2 - best 0)
+    assert worst["picked_best"] == 0.0
+    assert np.isnan(spearman(np.ones(5), true))
+
+
+def test_open_loop_loss_scores_what_planning_predicts() -> None:
+    """rollout_loss_weight: the open-loop frames the loss scores are the planning rollout's from
+    the window's first frame (same actions); the extra term trains and lowers the open-loop
+    error; without it the metrics and loss are the teacher-forced ones alone."""
+    batch = synthetic_batch(4, 6, seed=3)
+    for residual in (False, True):
+        model = tiny_model(residual=residual, rollout_loss_weight=1.0).eval()
+        k, s = model.cfg.history, model.cfg.frameskip
+        idx = torch.arange(0, k * s + 1, s)
+        with torch.no_grad():
+            z = model.encode_images(pixels_to_float(batch["obs.pixels"][:, idx]))
+            p = model.embed_proprio(batch["obs.proprio"][:, idx], tuple(z.shape[:2]))
+            a = batch["action"][:, : k * s].reshape(4, k, -1)
+            zp, pp = model._split(model.predictor(model._tokens(z[:, :k], p[:, :k], a)))
+            if residual:
+                zp, pp = zp + z[:, :k], pp + p[:, :k]
+            zo, po = model._open_loop(z[:, :1], p[:, :1], a, zp[:, :1], pp[:, :1])
+            for i in range(4):
+                first = {"pixels": batch["obs.pixels"][i, :1].numpy(),
+                         "proprio": batch["obs.proprio"][i, :1].numpy()}  # fmt: skip
+                roll = model.rollout(model.encode(first), batch["action"][i : i + 1, : k * s])
+                assert torch.allclose(roll.latents[0, 1:], zo[i].flatten(1), atol=1e-4)
+                assert torch.allclose(roll.extras["proprio_latents"][0, 1:], po[i], atol=1e-4)
+    model = tiny_model(residual=True, rollout_loss_weight=1.0)
+    losses, metrics = train_tiny(model)
+    assert {"rollout_z_loss", "rollout_proprio_loss"} <= set(metrics)
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5]), losses
+    _, plain = tiny_model(residual=True).loss(synthetic_batch(16, 6))
+    assert "rollout_z_loss" not in plain
+    with pytest.raises(ValueError, match="loss weights"):
+        tiny_model(rollout_loss_weight=-1.0)
+
+
 def test_frozen_dino_encoder_in_world_model(tmp_path: Path) -> None:
     torch.save(dinov2_state_dict(32, 2, 4, 4, 0), tmp_path / "w.pth")
     model = tiny_model(
@@ -412,12 +458,24 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     probe = ["probe", f"checkpoint={ck}", "episodes=1", "sequences=3", "blocks=2"]
     assert cli([*probe, f"results={tmp_path / 'p.json'}"]) == 0
     metrics = json.loads((tmp_path / "p.json").read_text())["metrics"]
-    assert set(metrics) == {"token_mse", "joint_err_rad"}
+    assert set(metrics) == {"token_mse", "proprio_emb_mse", "joint_err_rad"}
     still = [r["still_median"] for r in metrics["joint_err_rad"]]
     assert 0 < still[0] < still[1]  # random walks move the arm further with every block
     assert cli([*probe, "action_scale=0.001", f"results={tmp_path / 'p.json'}"]) == 0
     tiny = json.loads((tmp_path / "p.json").read_text())["metrics"]["joint_err_rad"]
     assert tiny[1]["still_median"] < 0.01 * still[1]
+    # sequences from a data policy, from mid-episode (the model gets its history), ranked by
+    # the goal cost on the model's predictions against the simulator's frames
+    ranked = [*probe, "policy=scripted", "start_step=5", "rank=true", "cost.every_step=true",
+              "cost.proprio_weight=1", f"results={tmp_path / 'p.json'}"]  # fmt: skip
+    assert cli(ranked) == 0
+    out = json.loads((tmp_path / "p.json").read_text())
+    assert (out["start_step"], out["policy"]) == (5, "scripted")
+    assert out["ranking"]["cost"] == {"every_step": True, "proprio_weight": 1}
+    assert len(out["ranking"]["per_start"]) == 1
+    assert out["ranking"]["regret_median"] >= 0
+    with pytest.raises(ValueError, match="needs a policy"):
+        cli([*probe, "start_step=5"])
     trace = json.loads((tmp_path / "r.json").read_text())["episodes"][0]["distance_trace"]
     assert len(trace) == 10
     assert all(d >= 0 for d in trace)

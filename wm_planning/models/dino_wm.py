@@ -43,8 +43,13 @@ class DinoWMConfig:
     proprio embedding's MSE. residual: predict each frame's change (next tokens and proprio
     embedding = the current ones + the predictor's output) instead of the next frame itself (an
     option of ours; DINO-WM's predictor outputs the next frame); "nothing moves" is then the
-    untrained model's answer, which matters for the small motions near a goal. decoder: train a
-    visualisation decoder. anti_collapse: VICReg settings (used only with a trainable encoder)."""
+    untrained model's answer, which matters for the small motions near a goal.
+    rollout_loss_weight: weight of an open-loop loss (an option of ours; DINO-WM trains
+    teacher-forced only): from the window's first frame the predictor is fed its own
+    predictions for the window's ``history`` steps, as it is while planning, and frames
+    ``2..history`` are scored against the encoder's, with gradients through the chain.
+    decoder: train a visualisation decoder. anti_collapse: VICReg settings (used only with a
+    trainable encoder)."""
 
     obs: str = "pixels"
     use_proprio: bool = True
@@ -59,19 +64,26 @@ class DinoWMConfig:
     heads: int = 8
     mlp_ratio: float = 4.0
     proprio_loss_weight: float = 1.0
+    rollout_loss_weight: float = 0.0
     residual: bool = False
     decoder: bool = True
     decoder_channels: int = 64
     anti_collapse: AntiCollapse = field(default_factory=AntiCollapse)
 
     #: options that weigh the training loss only: fine-tuning (``init_from``) may change them
-    loss_fields: ClassVar[tuple[str, ...]] = ("proprio_loss_weight", "anti_collapse")
+    loss_fields: ClassVar[tuple[str, ...]] = (
+        "proprio_loss_weight",
+        "rollout_loss_weight",
+        "anti_collapse",
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.anti_collapse, Mapping):
             object.__setattr__(self, "anti_collapse", AntiCollapse(**self.anti_collapse))
         if self.obs != "pixels":
             raise ValueError(f"DINO-WM reads pixels, got obs={self.obs!r}")
+        if self.rollout_loss_weight < 0 or self.proprio_loss_weight < 0:
+            raise ValueError("loss weights must be >= 0")
         if min(self.history, self.frameskip, self.action_emb_dim, self.proprio_emb_dim) < 1:
             raise ValueError("history, frameskip and the embedding sizes must be >= 1")
         if self.width % self.heads or self.depth < 1:
@@ -328,6 +340,20 @@ class DinoWM(LearnedModel):
         return z.flatten(), pe[0]
 
     # -- training -----------------------------------------------------------------------------------
+    def _open_loop(
+        self, z0: Tensor, p0: Tensor, a: Tensor, z1: Tensor, p1: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """From frame 0 (``z0`` ``B×1×N×D``, ``p0`` ``B×1×Ep``) and its teacher-forced
+        prediction of frame 1 (``z1``, ``p1``), predict frames ``2..k`` from the predictor's own
+        frames with the action blocks ``a`` ``B×k×(s·A)``: ``B×(k-1)×N×D``, ``B×(k-1)×Ep``."""
+        z, p = torch.cat([z0, z1], 1), torch.cat([p0, p1], 1)
+        for m in range(2, a.shape[1] + 1):
+            zn, pn = self._split(self.predictor(self._tokens(z, p, a[:, :m]), last_only=True))
+            if self.cfg.residual:
+                zn, pn = zn + z[:, -1:], pn + p[:, -1:]
+            z, p = torch.cat([z, zn], 1), torch.cat([p, pn], 1)
+        return z[:, 2:], p[:, 2:]
+
     def loss(self, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """batch from ``SequenceLoader(seq_len >= history·frameskip)``: ``obs.pixels``
         ``B×(L+1)×H×W×3`` uint8, ``action`` ``B×L×A``, ``obs.proprio`` ``B×(L+1)×Pp``.
@@ -353,6 +379,14 @@ class DinoWM(LearnedModel):
         p_loss = F.mse_loss(pp, p[:, 1:].detach()) if self.proprio_dim else z_loss.new_zeros(())
         loss = z_loss + self.cfg.proprio_loss_weight * p_loss
         metrics = {"z_loss": z_loss.item(), "proprio_loss": p_loss.item()}
+        if self.cfg.rollout_loss_weight > 0 and k > 1:
+            zo, po = self._open_loop(z[:, :1], p[:, :1], a, zp[:, :1], pp[:, :1])
+            ro_z = F.mse_loss(zo, z[:, 2:].detach())
+            ro_p = F.mse_loss(po, p[:, 2:].detach()) if self.proprio_dim else ro_z.new_zeros(())
+            loss = loss + self.cfg.rollout_loss_weight * (
+                ro_z + self.cfg.proprio_loss_weight * ro_p
+            )
+            metrics |= {"rollout_z_loss": ro_z.item(), "rollout_proprio_loss": ro_p.item()}
         if self.encoder.trainable:
             reg, m = self.cfg.anti_collapse(z)
             loss = loss + reg
