@@ -456,7 +456,7 @@ class CheckpointModel(PlanningModel):
         models, ``pixels`` = the camera image) for the node's inputs with ``target`` as the task
         target."""
         set_arm_state(self.env, obs, target)
-        out = dict(self.env._obs(with_pixels=False))  # the env's own layout, as in training
+        out = dict(self.env.observe())  # the env's own layout, as in training
         if self.net.pixels:
             out["pixels"] = self._image(obs.image, "camera image")
         return out

@@ -55,7 +55,7 @@ def main() -> None:
             state[:n] = phys
             env.set_state(state)
             images.append(env.render(None, size))
-            proprio.append(env._obs(with_pixels=False)["proprio"])
+            proprio.append(env.observe()["proprio"])
         env.close()
         with torch.no_grad():
             z = model.encode_images(pixels_to_float(torch.as_tensor(np.stack(images))))

@@ -473,7 +473,8 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     assert (out["start_step"], out["policy"]) == (5, "scripted")
     assert out["ranking"]["cost"] == {"every_step": True, "proprio_weight": 1}
     assert len(out["ranking"]["per_start"]) == 1
-    assert out["ranking"]["regret_median"] >= 0
+    assert [r["blocks"] for r in out["ranking"]["by_horizon"]] == [1, 2]
+    assert all(r["regret_median"] >= 0 for r in out["ranking"]["by_horizon"])
     with pytest.raises(ValueError, match="needs a policy"):
         cli([*probe, "start_step=5"])
     trace = json.loads((tmp_path / "r.json").read_text())["episodes"][0]["distance_trace"]

@@ -695,6 +695,11 @@ class ArmEnv(MujocoEnv):
         d = float(self.cost(f)[1][0])
         return d, d <= self.cfg.success_threshold
 
+    def observe(self, pixels: bool = False) -> Obs:
+        """The observation of the current simulator state (e.g. after :meth:`set_state`), in the
+        layout :meth:`step` returns: ``state``, ``proprio`` and, with ``pixels``, the camera."""
+        return self._obs(with_pixels=pixels)
+
     def _obs(self, with_pixels: bool | None = None) -> Obs:
         d = self._data
         q, qd = d.qpos[self._qadr], d.qvel[self._dadr]

@@ -57,7 +57,7 @@ class RenderedDynamics(WorldModel):
                 full[:n] = p
                 self.env.set_state(full)
                 images.append(self.env.render(None, self.image_size))
-                proprio.append(self.env._obs(with_pixels=False)["proprio"])
+                proprio.append(self.env.observe()["proprio"])
         finally:
             self.env.set_state(state)
         return np.stack(images), np.stack(proprio)
