@@ -251,6 +251,7 @@ def run_probe(cfg: Any) -> dict[str, Any]:
     n_joints = int(getattr(getattr(env, "robot", None), "n_joints", 0))
     errors: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     ranks: list[dict[str, float]] = []
+    costs: list[tuple[np.ndarray, np.ndarray]] = []  # per start: model's and true, K each
     t0 = time.perf_counter()
     for i in range(int(cfg.episodes)):
         seed = int(cfg.seed) + i
@@ -287,6 +288,7 @@ def run_probe(cfg: Any) -> dict[str, Any]:
             g = env.goal_observation(size)  # type: ignore[attr-defined]
             cost = goal_cost(model, g["pixels"], g.get("proprio"), **cost_options)
             with torch.no_grad():
+                costs.append((cost(pred).numpy(), cost(true).numpy()))
                 # per planning horizon: the goal cost over the first m blocks only
                 ranks.append({
                     f"{name}@{m}": v
@@ -325,6 +327,9 @@ def run_probe(cfg: Any) -> dict[str, Any]:
         out["ranking"] = {
             "cost": cost_options,
             "per_start": ranks,
+            # the full-horizon goal costs of every sequence (e.g. to rank by several models' mean)
+            "model_costs": [c[0].tolist() for c in costs],
+            "true_costs": [c[1].tolist() for c in costs],
             "by_horizon": [
                 {
                     "blocks": m,
