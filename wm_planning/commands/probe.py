@@ -30,11 +30,12 @@ with its own seed, so scripted pushes go in different directions, some onto the 
 not). ``start_step``: the episode is first advanced that many steps by the policy (seeded by the
 episode), and the model is given the frames and action blocks before it, as while planning.
 ``rank``: the goal cost the planner would use (``cost.*`` as in ``wm-plan goal``) is computed on
-the model's predictions and on the simulator's frames for the same sequences, over the first
-``m`` blocks for each planning horizon ``m = 1..blocks``; per start it reports the rank correlation (Spearman) of the two, and the regret of planning on the model: the
-true cost of the model's best sequence minus the true best, as a fraction of the spread between
-the true median and the true best (0: the model picks the best sequence; 1: no better than a
-typical one).
+the model's predictions and on the simulator's frames (encoded by the same model) for the same
+sequences, over the first ``m`` blocks for each planning horizon ``m = 1..blocks``. Per start it
+reports the rank correlation (Spearman) of the two, and the regret of planning on the model:
+the true cost of the model's best sequence minus the true best, as a fraction of the spread
+between the true median and the true best (0: the model picks the best sequence; 1: no better
+than a typical one). The JSON keeps every sequence's full-horizon costs.
 """
 
 from __future__ import annotations
