@@ -344,6 +344,46 @@ def test_rank_metrics() -> None:
     assert np.isnan(spearman(np.ones(5), true))
 
 
+def test_joint_support_penalty_keeps_plans_to_the_datas_joints() -> None:
+    """The penalty is the data support's squared excess of the commanded joint targets (the
+    env's own action-to-target map, no model): 0 for plans that stay in the data, growing with
+    how far a plan leaves it, and a sampling planner on it stays inside."""
+    from wm_planning import envs
+    from wm_planning.commands.goal import joint_support_penalty
+    from wm_planning.data.support import DataSupport
+
+    env = envs.make("planar-goal_reach")
+    env.reset(seed=0)
+    q0 = np.array(env.q_ref, dtype=float)
+    rng = np.random.default_rng(0)
+    support = DataSupport.fit(q0 + 0.05 * rng.standard_normal((500, len(q0))))
+    zero = joint_support_penalty(lambda a: a.new_zeros(a.shape[0]), env, support, weight=2.0)
+    h, a_dim = 6, len(env.spec.action_low)
+    still = torch.zeros(1, h, a_dim)
+    small, large = torch.full((1, h, a_dim), 0.02), torch.full((1, h, a_dim), 1.0)
+    pen = zero(torch.cat([still, small, large]))
+    assert pen[0] == 0.0
+    assert 0.0 <= pen[1] < pen[2]
+    _, q = env.controls(
+        np.repeat(q0[None], 3, 0), torch.cat([still, small, large]).double().numpy()
+    )
+    assert torch.allclose(pen, 2.0 * torch.as_tensor(support.excess(q).mean(1)).float())
+    # a planner pulled to push joint 0 far: with the penalty it stops near the data's edge
+    pull = lambda a: -a[..., 0].mean(1)  # noqa: E731
+    plans = {}
+    for w in (0.0, 100.0):
+        obj = joint_support_penalty(pull, env, support, weight=w)
+        planner = planners.make("cem", horizon=h, action_low=(-1.0,) * a_dim,
+                                action_high=(1.0,) * a_dim, population=64, elites=8,
+                                iterations=5)  # fmt: skip
+        plans[w] = planner(obj, generator=torch.Generator().manual_seed(0)).actions
+    _, q_free = env.controls(q0[None], plans[0.0][None].double().numpy())
+    _, q_kept = env.controls(q0[None], plans[100.0][None].double().numpy())
+    assert support.distance(q_free[0, -1]) > 3 * support.radius
+    assert support.distance(q_kept[0, -1]) < 1.5 * support.radius
+    env.close()
+
+
 def test_open_loop_loss_scores_what_planning_predicts() -> None:
     """rollout_loss_weight: the open-loop frames the loss scores are the planning rollout's from
     the window's first frame (same actions); the extra term trains and lowers the open-loop
@@ -436,6 +476,16 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     assert "success" in printed
     assert "profile of one plan (seed 1000)" in printed
     assert "aten::" in printed
+    # plans kept near the training data's joint positions (commanded targets, exact)
+    assert cli([*goal, "seed=1000", "episodes=1", "support_weight=10", "video=null"]) == 0
+    kept = json.loads((tmp_path / "r.json").read_text())["summary"]
+    assert kept["support_weight"] == 10
+    assert kept["joint_support_radius"] > 0
+    no_data = [a for a in goal if not a.startswith("held_out_from")]
+    with pytest.raises(ValueError, match="held_out_from"):
+        cli([*no_data, "seed=1000", "support_weight=1"])
+    with pytest.raises(ValueError, match="sampling planners"):
+        cli([*goal, "seed=1000", "support_weight=1", "planner=gradient"])
     # replanning every other block halves the plans; a cadence off the model's blocks is refused
     assert cli([*goal, "seed=1000", "episodes=1", "replan_every=10", "video=null"]) == 0
     assert len(json.loads((tmp_path / "r.json").read_text())["episodes"][0]["plan_times"]) == 1

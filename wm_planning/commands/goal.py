@@ -41,11 +41,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from wm_planning.cli import command
 
@@ -112,6 +114,7 @@ def run_goal_episode(
     profile: bool = False,
     box: dict[str, Any] | None = None,
     support: Any = None,
+    joint_support: Any = None,
 ) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
@@ -229,6 +232,10 @@ def run_goal_episode(
                 state = model.encode(enc)
                 last_state = state
                 objective = costs.make_objective(model, state, cost)
+                if joint_support is not None and float(cfg.support_weight) > 0:
+                    objective = joint_support_penalty(
+                        objective, env, joint_support, float(cfg.support_weight)
+                    )
                 if profile and not times:  # where one plan's time goes (first plan only)
                     with torch.profiler.profile() as prof:
                         result = ctrl.replan(objective)
@@ -285,7 +292,29 @@ def run_goal_episode(
     return out
 
 
-def _run_episodes(cfg: Any, episodes: list[int], support: Any = None) -> list[dict[str, Any]]:
+def joint_support_penalty(
+    objective: Callable[[Tensor], Tensor], env: Any, support: Any, weight: float
+) -> Callable[[Tensor], Tensor]:
+    """``objective`` plus ``weight`` × the mean over the plan of how far its commanded joint
+    targets go beyond the training data's joint positions (``support.excess``, squared
+    Mahalanobis excess over the data's radius). The targets follow from the current target and
+    the actions exactly (``env.controls``, the env's own action-to-target map), as they do on a
+    robot that knows its own commands: nothing is predicted. Sampling planners only (no
+    gradient flows through it)."""
+    q0 = np.array(env.q_ref, dtype=float, copy=True)
+
+    def penalised(actions: Tensor) -> Tensor:
+        a = actions.detach().clamp(-1, 1).cpu().double().numpy()
+        _, q = env.controls(np.repeat(q0[None], a.shape[0], 0), a)  # B×H×n targets
+        pen = torch.as_tensor(support.excess(q).mean(1), dtype=actions.dtype)
+        return objective(actions) + weight * pen.to(actions.device)
+
+    return penalised
+
+
+def _run_episodes(
+    cfg: Any, episodes: list[int], support: Any = None, joint_support: Any = None
+) -> list[dict[str, Any]]:
     """Run episodes ``i`` (seed ``cfg.seed + i``) in this process; prints a line per episode."""
     from wm_planning.training.visual_checkpoint import load_visual_checkpoint
 
@@ -302,7 +331,9 @@ def _run_episodes(cfg: Any, episodes: list[int], support: Any = None) -> list[di
             v = Path(str(cfg.video))
             video = v if i == 0 else v.with_name(f"{v.stem}_{i}{v.suffix}")
         profile = bool(cfg.profile) and i == 0
-        r = run_goal_episode(cfg, model, int(cfg.seed) + i, video, profile, box, support)
+        r = run_goal_episode(
+            cfg, model, int(cfg.seed) + i, video, profile, box, support, joint_support
+        )
         results.append(r)
         left = r.get("left_support_step")
         print(
@@ -316,12 +347,15 @@ def _run_episodes(cfg: Any, episodes: list[int], support: Any = None) -> list[di
 
 
 def _worker(
-    container: dict[str, Any], episodes: list[int], support: Any = None
+    container: dict[str, Any],
+    episodes: list[int],
+    support: Any = None,
+    joint_support: Any = None,
 ) -> list[dict[str, Any]]:
     """One ``workers=N`` process: its share of the episodes, on the resolved config."""
     from omegaconf import OmegaConf
 
-    return _run_episodes(OmegaConf.create(container), episodes, support)
+    return _run_episodes(OmegaConf.create(container), episodes, support, joint_support)
 
 
 @command("goal", help="reach a goal image with a visual world model (MPC); side-by-side video")
@@ -333,7 +367,20 @@ def main(argv: list[str]) -> int:
 
     cfg = compose("goal", argv)
     seeds = [int(cfg.seed) + i for i in range(int(cfg.episodes))]
-    support = None
+    support = joint_support = None
+    weight = float(cfg.get("support_weight", 0.0))
+    if weight < 0 or (weight and not cfg.held_out_from):
+        raise ValueError(
+            f"support_weight={weight}: needs >= 0, and held_out_from= (the training data whose "
+            "joint positions plans keep to)"
+        )
+    if weight:
+        from wm_planning import planners
+
+        if planners.get(str(cfg.planner.name)).needs_gradients:
+            raise ValueError(
+                "support_weight works with sampling planners (no gradient flows through it)"
+            )
     if cfg.held_out_from:
         from omegaconf import ListConfig
 
@@ -353,13 +400,22 @@ def main(argv: list[str]) -> int:
             from wm_planning.data.support import proprio_support
 
             support = proprio_support(datasets)
+            if weight:
+                from wm_planning import envs
+
+                probe_env = envs.make(str(cfg.env))
+                n_joints = int(probe_env.robot.n_joints)  # type: ignore[attr-defined]
+                probe_env.close()
+                joint_support = proprio_support(datasets, columns=n_joints)
+        elif weight:
+            raise ValueError("support_weight needs training data with proprioception")
     workers = int(cfg.workers)
     if workers < 1:
         raise ValueError(f"workers={workers}: need at least one process")
     t0 = time.perf_counter()
     episodes = list(range(int(cfg.episodes)))
     if workers == 1:
-        results = _run_episodes(cfg, episodes, support)
+        results = _run_episodes(cfg, episodes, support, joint_support)
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -372,7 +428,9 @@ def main(argv: list[str]) -> int:
         container = OmegaConf.to_container(cfg, resolve=True)
         with ProcessPoolExecutor(len(chunks), mp_context=mp.get_context("spawn")) as pool:
             n = len(chunks)
-            parts = list(pool.map(_worker, [container] * n, chunks, [support] * n))
+            parts = list(
+                pool.map(_worker, [container] * n, chunks, [support] * n, [joint_support] * n)
+            )
         results = sorted((r for part in parts for r in part), key=lambda r: int(r["seed"]))
     from wm_planning.eval.stats import wilson
 
@@ -396,7 +454,10 @@ def main(argv: list[str]) -> int:
         "workers": workers,  # plan times were measured beside workers - 1 other processes
         "action_box": str(cfg.action_box),
         "oracle": bool(cfg.get("oracle", False)),
+        "support_weight": float(cfg.get("support_weight", 0.0)),
     }
+    if joint_support is not None:
+        summary["joint_support_radius"] = joint_support.radius
     if support is not None:  # episodes whose arm left the training data's proprioception
         left = [r for r in results if r["left_support_step"] is not None]
         summary["support"] = {

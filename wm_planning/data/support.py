@@ -61,16 +61,23 @@ class DataSupport:
             raise ValueError(f"DataSupport of {self.mean.shape[0]} values, got {x.shape[-1]}")
         return np.linalg.norm((x - self.mean) @ self.whiten, axis=-1)
 
+    def excess(self, x: np.ndarray) -> np.ndarray:
+        """``…×E`` -> ``…``: how far beyond ``radius`` each point lies, squared (0 inside)."""
+        return np.maximum(self.distance(x) - self.radius, 0.0) ** 2
+
 
 def proprio_support(
-    datasets: Sequence[str | Path | Dataset], quantile: float = SUPPORT_QUANTILE
+    datasets: Sequence[str | Path | Dataset],
+    quantile: float = SUPPORT_QUANTILE,
+    columns: int | None = None,
 ) -> DataSupport:
     """The :class:`DataSupport` of the ``obs.proprio`` of every episode in datasets (directories
-    or opened :class:`~wm_planning.data.format.Dataset`; read without the pixels)."""
+    or opened :class:`~wm_planning.data.format.Dataset`; read without the pixels); ``columns``:
+    its first ``columns`` values only (the arm's joint positions, before the velocities)."""
     from .format import Dataset, DatasetError
 
     opened = [d if isinstance(d, Dataset) else Dataset(d) for d in datasets]
-    rows = [a.astype(np.float64) for ds in opened for a in ds.arrays("obs.proprio")]
+    rows = [a[:, :columns].astype(np.float64) for ds in opened for a in ds.arrays("obs.proprio")]
     if not rows:
         raise DatasetError(f"no episodes with proprioception in {[str(d.path) for d in opened]}")
     return DataSupport.fit(np.concatenate(rows), quantile)
