@@ -15,6 +15,10 @@ Mahalanobis distance of the observed proprioception to the training data's
 (:class:`~wm_planning.data.support.DataSupport`): ``support_trace`` and ``left_support_step``
 (the first step beyond the radius holding 99.9 % of the data) per episode, and how many
 episodes left it in the summary. Beyond it the model's predictions are extrapolations.
+``support_weight=W`` (with ``held_out_from``) adds to the objective ``W`` × how far each plan's
+commanded joint targets go beyond the data's joint positions (:func:`joint_support_penalty`:
+the targets follow exactly from the actions, so this keeps plans where the model has seen the
+arm without trusting its predictions).
 ``workers=N`` shares the episodes among N processes of ``threads`` torch threads each (a
 50-pair evaluation on a 2-core machine: ``workers=2 threads=1``); results are the same episodes in seed order, and the plan
 times then include the other workers' contention (the summary records ``workers``).
