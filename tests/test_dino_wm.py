@@ -415,6 +415,8 @@ def test_open_loop_loss_scores_what_planning_predicts() -> None:
     assert "rollout_z_loss" not in plain
     with pytest.raises(ValueError, match="loss weights"):
         tiny_model(rollout_loss_weight=-1.0)
+    with pytest.raises(ValueError, match="history >= 2"):
+        tiny_model(rollout_loss_weight=1.0, history=1)
 
 
 def test_frozen_dino_encoder_in_world_model(tmp_path: Path) -> None:

@@ -84,6 +84,8 @@ class DinoWMConfig:
             raise ValueError(f"DINO-WM reads pixels, got obs={self.obs!r}")
         if self.rollout_loss_weight < 0 or self.proprio_loss_weight < 0:
             raise ValueError("loss weights must be >= 0")
+        if self.rollout_loss_weight and self.history < 2:
+            raise ValueError("rollout_loss_weight needs history >= 2 (frames 2.. are scored)")
         if min(self.history, self.frameskip, self.action_emb_dim, self.proprio_emb_dim) < 1:
             raise ValueError("history, frameskip and the embedding sizes must be >= 1")
         if self.width % self.heads or self.depth < 1:
@@ -379,7 +381,7 @@ class DinoWM(LearnedModel):
         p_loss = F.mse_loss(pp, p[:, 1:].detach()) if self.proprio_dim else z_loss.new_zeros(())
         loss = z_loss + self.cfg.proprio_loss_weight * p_loss
         metrics = {"z_loss": z_loss.item(), "proprio_loss": p_loss.item()}
-        if self.cfg.rollout_loss_weight > 0 and k > 1:
+        if self.cfg.rollout_loss_weight > 0:
             zo, po = self._open_loop(z[:, :1], p[:, :1], a, zp[:, :1], pp[:, :1])
             ro_z = F.mse_loss(zo, z[:, 2:].detach())
             ro_p = F.mse_loss(po, p[:, 2:].detach()) if self.proprio_dim else ro_z.new_zeros(())
