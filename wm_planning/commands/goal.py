@@ -236,7 +236,7 @@ def run_goal_episode(
                 state = model.encode(enc)
                 last_state = state
                 objective = costs.make_objective(model, state, cost)
-                if joint_support is not None and float(cfg.support_weight) > 0:
+                if joint_support is not None:  # built only for support_weight > 0
                     objective = joint_support_penalty(
                         objective, env, joint_support, float(cfg.support_weight)
                     )
@@ -458,7 +458,7 @@ def main(argv: list[str]) -> int:
         "workers": workers,  # plan times were measured beside workers - 1 other processes
         "action_box": str(cfg.action_box),
         "oracle": bool(cfg.get("oracle", False)),
-        "support_weight": float(cfg.get("support_weight", 0.0)),
+        "support_weight": weight,
     }
     if joint_support is not None:
         summary["joint_support_radius"] = joint_support.radius

@@ -182,22 +182,6 @@ def first_blocks(roll: Rollout, m: int) -> Rollout:
     return Rollout(**cut, extras={k: v[:, :m] for k, v in roll.extras.items()})
 
 
-def _policy_sequences(
-    env: Any, policy: Any, start: np.ndarray, obs: dict[str, Any], k: int, h: int, seed: int
-) -> np.ndarray:
-    """``k×h×A``: the policy's closed-loop actions from ``start``, reset with seeds ``seed+j``."""
-    out = np.empty((k, h, len(env.spec.action_low)), np.float32)
-    for j in range(k):
-        env.set_state(start)
-        policy.reset(seed + j)
-        o = obs
-        for t in range(h):
-            out[j, t] = policy.act(o)
-            o, *_ = env.step(out[j, t])
-    env.set_state(start)
-    return out
-
-
 def _advance(env: Any, policy: Any, obs: dict[str, Any], steps: int, skip: int, history: int,
              seed: int) -> dict[str, Any]:  # fmt: skip
     """Run ``steps`` policy steps from the reset; the obs a planner's model would get then: the
@@ -264,16 +248,21 @@ def run_probe(cfg: Any) -> dict[str, Any]:
         else:
             model_obs = obs
         start = env.get_state()  # type: ignore[attr-defined]
-        k, h = int(cfg.sequences), blocks * skip
-        if policy is not None:
-            actions = _policy_sequences(env, policy, start, obs, k, h, 10_000 * (i + 1))
-        else:
-            actions = random_walks(rng, k, h, len(env.spec.action_low), scale)
+        k, h, a_dim = int(cfg.sequences), blocks * skip, len(env.spec.action_low)
+        if policy is None:
+            actions = random_walks(rng, k, h, a_dim, scale)
+        else:  # filled as the policy acts
+            actions = np.empty((k, h, a_dim), np.float32)
         frames = np.empty((k, blocks, *size, 3), np.uint8)
         prop = np.zeros((k, blocks, len(obs.get("proprio", ()))), np.float32)
         for j in range(k):
             env.set_state(start)  # type: ignore[attr-defined]
+            if policy is not None:
+                policy.reset(10_000 * (i + 1) + j)  # each sequence its own seed
+            o = obs
             for t in range(h):
+                if policy is not None:  # closed loop on the sequence so far, same pass
+                    actions[j, t] = policy.act(o)
                 o, *_ = env.step(actions[j, t])
                 if (t + 1) % skip == 0:
                     frames[j, t // skip] = o["pixels"]
