@@ -214,7 +214,7 @@ def test_planner_policy_plans_inside_a_datasets_action_box(tmp_path: Path) -> No
         ep.actions = rng.uniform(-0.25, 0.25, (40, a_dim)).astype(np.float32)
         eps.append(ep)
     write(tmp_path / "d", eps)
-    box = action_box(eps)
+    box = action_box([e.actions for e in eps])
     policy = policies.make("planner", env, horizon=8, num_samples=32, num_elites=8,
                            iterations=1, temperature=0.05, init_std=0.5,
                            box_from=str(tmp_path / "d"))  # fmt: skip

@@ -636,8 +636,7 @@ def test_action_box_keeps_plans_to_the_training_actions(tmp_path: Path) -> None:
 
     rng = np.random.default_rng(0)
     acts = np.stack([rng.uniform(-0.1, 0.1, 4000), rng.uniform(0.2, 0.6, 4000)], 1)
-    eps = [SimpleNamespace(actions=a) for a in np.split(acts, 4)]  # what it reads of an Episode
-    box = action_box(eps)
+    box = action_box(np.split(acts, 4))  # four episodes' actions
     assert np.allclose(box["low"], [-0.099, 0.202], atol=2e-3)
     assert np.allclose(box["high"], [0.099, 0.598], atol=2e-3)
     env_low, env_high = -np.ones(2), np.array([1.0, 0.5])

@@ -132,7 +132,7 @@ def train(cfg: TrainVisualConfig, progress: bool = True) -> dict[str, float]:
     seq_len = cfg.seq_len or fc
     keys = [k for k in ("pixels", "proprio") if k in spec.obs_shapes]
     episodes = [e for ds in datasets for e in ds]
-    box = action_box(episodes)
+    box = action_box([e.actions for e in episodes])
     loader = SequenceLoader(episodes, seq_len, cfg.batch_size, obs_keys=keys, device=cfg.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)

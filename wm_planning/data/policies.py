@@ -74,16 +74,14 @@ class CorrelatedPolicy(Policy):
 def _dataset_box(path: str, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The central 99 % of a dataset's actions (:func:`action_box`), inside ``[low, high]``
     (reads the ``action`` arrays only, not the pixels)."""
-    from types import SimpleNamespace
-
     from wm_planning.training.visual_checkpoint import action_box, planning_box
 
     from .format import Dataset, DatasetError
 
-    episodes = [SimpleNamespace(actions=a) for a in Dataset(path).arrays("action")]
-    if not episodes:
+    actions = list(Dataset(path).arrays("action"))
+    if not actions:
         raise DatasetError(f"{path} has no episodes to take an action box from")
-    return planning_box("data", action_box(episodes), low, high)
+    return planning_box("data", action_box(actions), low, high)
 
 
 def _unwrap(env: Env) -> Env:

@@ -31,13 +31,13 @@ VISUAL_VERSION = 1
 ACTION_QUANTILE = 0.005  # action_box: the central 99 % of each action dimension
 
 
-def action_box(episodes: Sequence[Any], q: float = ACTION_QUANTILE) -> dict[str, Any]:
-    """Per-dimension ``q`` / ``1 - q`` quantiles of the episodes' actions (``low``, ``high``,
-    each ``A`` floats). A model learns the dynamics of the actions in its data only: a scripted
+def action_box(actions: Sequence[np.ndarray], q: float = ACTION_QUANTILE) -> dict[str, Any]:
+    """Per-dimension ``q`` / ``1 - q`` quantiles of the episodes' ``T×A`` action arrays (``low``,
+    ``high``, each ``A`` floats). A model learns the dynamics of the actions in its data only: a scripted
     pusher's joint steps are a tenth of the env's box, and a planner sampling the whole box asks
     the model about motions it has never seen (DINO-WM's reference code, too, plans in actions
     normalised by the dataset's statistics)."""
-    acts = np.concatenate([np.asarray(e.actions, dtype=np.float64) for e in episodes])
+    acts = np.concatenate([np.asarray(a, dtype=np.float64) for a in actions])
     if acts.ndim != 2 or not len(acts):
         raise ValueError("action_box needs episodes with T×A actions")
     low, high = np.quantile(acts, q, axis=0), np.quantile(acts, 1 - q, axis=0)
