@@ -500,6 +500,40 @@ def test_goal_command_on_held_out_pairs(tmp_path: Path, capsys: pytest.CaptureFi
     assert len(oracle["episodes"][0]["plan_times"]) == 2
     with pytest.raises(ValueError, match="designated pixels"):
         cli([*goal, "seed=1000", "episodes=1", "oracle=true", "designated.keypoints=true"])
+    # audit=K: every plan's candidates also scored on the simulator; the episode is unchanged
+    assert cli([*goal, "seed=1000", "episodes=1", "audit=4", "video=null"]) == 0
+    audited = json.loads((tmp_path / "r.json").read_text())
+    plans = audited["episodes"][0]["audit"]
+    assert [p["step"] for p in plans] == [0, 5]
+    assert all(len(p["model_costs"]) == len(p["true_costs"]) == 4 for p in plans)
+    assert all(p["model_costs"] == sorted(p["model_costs"]) for p in plans)  # pick first
+    assert audited["summary"]["audit"][0]["plans"] == 2
+    with pytest.raises(ValueError, match="learned model"):
+        cli([*goal, "seed=1000", "episodes=1", "audit=4", "oracle=true"])
+    # record=DIR: the planner's own episodes as a dataset a model can be fine-tuned on
+    rec = tmp_path / "own"
+    assert cli([*goal, "seed=1000", "video=null", f"record={rec}", "workers=2"]) == 0
+    from wm_planning.data import Dataset
+
+    own = Dataset(rec)
+    assert [e["seed"] for e in own.meta["episodes"]] == [1000, 1001]
+    first = own.load(0)
+    assert len(first) == 10
+    assert first.obs["pixels"].shape == (11, 32, 32, 3)
+    # replaying the recorded actions from the seed's reset gives the recorded states
+    from wm_planning import envs
+
+    replay = envs.make("planar-goal_reach")
+    replay.reset(seed=1000)
+    for a in first.actions:
+        o, *_ = replay.step(a)
+    assert np.allclose(o["proprio"], first.obs["proprio"][-1], atol=1e-6)
+    replay.close()
+    with pytest.raises(FileExistsError, match="already holds"):
+        cli([*goal, "seed=1000", "video=null", f"record={rec}"])
+    tuned = tmp_path / "tuned.pt"
+    assert cli([*train, f"data={data},{rec}", f"init_from={ck}", f"out={tuned}",
+                "model_options.decoder=false"]) == 0  # fmt: skip
     # an image file carries no proprioception, so a proprio term cannot be scored
     import imageio.v2 as imageio
 
@@ -676,6 +710,52 @@ def test_shipped_goal_reach_checkpoint(tmp_path: Path) -> None:
     assert cli(goal) == 0
     ep = json.loads((tmp_path / "r.json").read_text())["episodes"][0]
     assert ep["distance"] < 0.5 * ep["start_distance"], ep["distance_trace"]
+
+
+def test_audit_of_a_perfect_model_ranks_like_the_simulator() -> None:
+    """``wm-plan goal audit=K``: the candidates are spread over the model's ranking with its
+    pick first, and a model that predicts exactly (the simulator itself) ranks them as the
+    simulator does, while a model that predicts nothing moving does not."""
+    from wm_planning import costs, envs, planners
+    from wm_planning.commands.goal import _audit, _recording, audit_candidates
+    from wm_planning.costs_visual import goal_cost
+    from wm_planning.models.rendered_dynamics import RenderedDynamics
+
+    c = torch.tensor([5.0, 1.0, 4.0, 3.0, 9.0, 2.0, 7.0])
+    assert audit_candidates(c, 3).tolist() == [1, 2, 4]  # ranks 0, 3, 6: best, median, worst
+    assert audit_candidates(c, 10).tolist() == torch.argsort(c).tolist()
+
+    env = envs.make("planar-goal_reach", pixels=True, image_size=(32, 32))
+    obs = env.reset(seed=5)
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        {"pixels": (32, 32, 3), "proprio": env.spec.obs_shapes["proprio"]},
+        action_dim=env.spec.action_dim,
+        episode_length=50,
+    )
+    model = make_model("dino_wm", spec, **TINY_DINO).eval()
+    exact = RenderedDynamics(model, env)
+    g = env.goal_observation((32, 32))
+    cost = goal_cost(model, g["pixels"], g["proprio"], proprio_weight=1.0)
+    low, high = env.spec.action_low, env.spec.action_high
+    planner = planners.make("cem", horizon=4, action_low=low, action_high=high, population=16,
+                            elites=4, iterations=2)  # fmt: skip
+    state = exact.encode({})
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    objective = _recording(costs.make_objective(exact, state, cost), seen)
+    result = planner(objective, generator=torch.Generator().manual_seed(0))
+    # every batch the planner scored was recorded (CEM's 2 × 16 samples and its final mean)
+    assert sum(len(a) for a, _ in seen) == int(result.info["num_evaluated"]) == 33
+    perfect = _audit(exact, exact, state, cost, seen, 8)
+    assert perfect["model_costs"] == sorted(perfect["model_costs"])
+    assert perfect["spearman"] == pytest.approx(1.0)
+    assert (perfect["regret"], perfect["picked_best"]) == (0.0, 1.0)
+    assert np.array_equal(env.get_state(), state)  # the audit left the episode where it was
+    # the tiny untrained predictor: its costs are its own, not the simulator's
+    enc = {"pixels": obs["pixels"][None], "proprio": obs["proprio"][None]}
+    learned = _audit(model, exact, model.encode(enc), cost, seen, 8)
+    assert learned["true_costs"] != learned["model_costs"]
+    assert sorted(learned["true_costs"]) == pytest.approx(sorted(perfect["true_costs"]))
 
 
 def test_rendered_dynamics_predicts_what_the_simulator_then_shows() -> None:

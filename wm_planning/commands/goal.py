@@ -29,6 +29,17 @@ the env's whole box.
 learned predictor (:class:`~wm_planning.models.rendered_dynamics.RenderedDynamics`: exact
 rollouts rendered and encoded by the checkpoint's own encoder). Its success rate is the ceiling
 of that objective; the gap down to the learned model's is prediction error.
+``audit=K`` asks, at every plan of the learned model, whether it ranked the planner's own
+candidates as the simulator does: of all the sequences the planner evaluated, ``K`` spread over
+the model's cost ranking (its pick first) are rolled out exactly, rendered and scored with the
+same goal cost (:class:`~wm_planning.models.rendered_dynamics.RenderedDynamics`). Each plan
+records the Spearman correlation of the two costs, the regret of the model's pick and whether it
+was the true best (:func:`wm_planning.commands.probe.rank_metrics`); the summary gives them by
+phase of the episode. The audit does not change what the episode does.
+``record=DIR`` writes the episodes as a dataset (:class:`~wm_planning.data.DatasetWriter`, the
+format ``wm-plan collect`` writes): the states the planner itself visits, for fine-tuning the
+model where it plans (``wm-plan train-visual data=... init_from=...``), as visual foresight
+collects its data with its own planner.
 
 Designated pixels (visual foresight, Finn & Levine 2017): instead of a goal image, pixels in the
 camera image and where each should go, scored by the expected distance under the model's
@@ -195,6 +206,18 @@ def run_goal_episode(
             f"the horizon plan_blocks x frameskip = {int(cfg.plan_blocks) * skip}"
         )
     ctrl = Controller(planner, generator=torch.Generator().manual_seed(seed), replan_every=every)
+    audit_k = int(cfg.get("audit", 0) or 0)
+    auditor: Any = None
+    audits: list[dict[str, Any]] = []
+    if audit_k:
+        from wm_planning.models.rendered_dynamics import RenderedDynamics
+
+        if cfg.get("oracle") or marks is not None:
+            raise ValueError("audit=K checks a learned model's goal-image plans: no oracle=true, "
+                             "no designated pixels")  # fmt: skip
+        if audit_k < 3:
+            raise ValueError(f"audit={audit_k}: rank correlations need at least 3 candidates")
+        auditor = RenderedDynamics(visual, env)
     steps = int(cfg.steps) if cfg.steps is not None else env.spec.episode_length
     frames_hist, proprio_hist = [obs["pixels"]], [obs["proprio"]]
     blocks: list[np.ndarray] = []
@@ -204,6 +227,11 @@ def run_goal_episode(
     times: list[float] = []
     scale = int(cfg.video_scale)
     d0, _ = env.evaluate()
+    recorder = None
+    if cfg.get("record"):
+        from wm_planning.data import EpisodeRecorder
+
+        recorder = EpisodeRecorder(obs)
     trace: list[float] = []  # distance after every env step: converging, stalled or oscillating
     # Mahalanobis distance of the observed proprioception to the training data's, every step
     support_trace: list[float] = []
@@ -240,6 +268,9 @@ def run_goal_episode(
                     objective = joint_support_penalty(
                         objective, env, joint_support, float(cfg.support_weight)
                     )
+                seen: list[tuple[Tensor, Tensor]] = []
+                if auditor is not None:
+                    objective = _recording(objective, seen)
                 if profile and not times:  # where one plan's time goes (first plan only)
                     with torch.profiler.profile() as prof:
                         result = ctrl.replan(objective)
@@ -249,6 +280,10 @@ def run_goal_episode(
                     result = ctrl.replan(objective)
                 assert ctrl.plan_time_s is not None
                 times.append(ctrl.plan_time_s)
+                if auditor is not None:  # outside the timed plan
+                    audits.append(
+                        {"step": n - 1, **_audit(model, auditor, state, cost, seen, audit_k)}
+                    )
                 roll = model.rollout(state, result.actions[None].clamp(-1, 1))
                 if roll.frames is not None:  # the imagined end of the plan
                     last = roll.frames[0, -1].permute(1, 2, 0).clamp(0, 1)
@@ -256,7 +291,9 @@ def run_goal_episode(
             action = ctrl.act(objective)
             if carried:
                 executed.append(action.numpy())
-            obs, _, _, truncated, _ = env.step(action.numpy())
+            obs, reward, terminated, truncated, info = env.step(action.numpy())
+            if recorder is not None:
+                recorder.add(action.numpy(), obs, reward, terminated, truncated, info)
             trace.append(float(env.evaluate()[0]))
             if support is not None:
                 support_trace.append(float(support.distance(obs["proprio"])))
@@ -289,11 +326,78 @@ def run_goal_episode(
         "steps": n,
         "distance_trace": trace,
     }
+    if audits:
+        out["audit"] = audits
+    if recorder is not None:  # popped before the JSON is written
+        out["_record"] = (recorder.episode(seed), env.spec)
     if support is not None:
         left = [i + 1 for i, d in enumerate(support_trace) if d > support.radius]
         out["support_trace"] = support_trace
         out["left_support_step"] = left[0] if left else None  # env steps taken when it left
     return out
+
+
+def _recording(
+    objective: Callable[[Tensor], Tensor], seen: list[tuple[Tensor, Tensor]]
+) -> Callable[[Tensor], Tensor]:
+    """``objective`` that also appends every batch it scores (actions ``B×H×A``, costs ``B``)."""
+
+    def recorded(actions: Tensor) -> Tensor:
+        c = objective(actions)
+        seen.append((actions.detach().clone(), c.detach().clone()))
+        return c
+
+    return recorded
+
+
+def audit_candidates(costs: Tensor, k: int) -> Tensor:
+    """Indices of ``k`` of the ``N`` candidates spread evenly over their cost ranking: the best
+    (the planner's pick), the worst and ranks between (``N < k``: all of them)."""
+    order = torch.argsort(costs)
+    if costs.numel() <= k:
+        return order
+    ranks = torch.linspace(0, costs.numel() - 1, k).round().long().unique()
+    return order[ranks]
+
+
+def _audit(
+    model: Any, auditor: Any, state: Any, cost: Any, seen: list[tuple[Tensor, Tensor]], k: int
+) -> dict[str, Any]:
+    """Score ``k`` of one plan's candidates (:func:`audit_candidates`) on the model and on the
+    simulator with the goal cost alone (no support penalty): how well the model ranked them."""
+    from wm_planning.commands.probe import rank_metrics
+
+    actions = torch.cat([a for a, _ in seen])
+    finite = torch.cat([c for _, c in seen]).isfinite()
+    actions, planned = actions[finite], torch.cat([c for _, c in seen])[finite]
+    cand = actions[audit_candidates(planned, k)]  # inside the planning box already
+    with torch.no_grad():
+        model_cost = cost(model.rollout(state, cand)).double().numpy()
+        true_cost = cost(auditor.rollout(auditor.encode({}), cand)).double().numpy()
+    return {
+        **rank_metrics(model_cost, true_cost),
+        "model_costs": model_cost.tolist(),
+        "true_costs": true_cost.tolist(),
+    }
+
+
+def audit_summary(results: list[dict[str, Any]], edges: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Per-plan audit metrics pooled by the env step of the plan, in bins ``[e_i, e_i+1)``."""
+    plans = [a for r in results for a in r.get("audit", [])]
+    rows = []
+    for lo, hi in zip(edges, (*edges[1:], None), strict=True):
+        sel = [a for a in plans if a["step"] >= lo and (hi is None or a["step"] < hi)]
+        if not sel:
+            continue
+        rows.append({
+            "steps": [lo, hi],
+            "plans": len(sel),
+            "spearman_median": float(np.nanmedian([a["spearman"] for a in sel])),
+            "regret_median": float(np.median([a["regret"] for a in sel])),
+            "regret_mean": float(np.mean([a["regret"] for a in sel])),
+            "picked_best": float(np.mean([a["picked_best"] for a in sel])),
+        })  # fmt: skip
+    return rows
 
 
 def joint_support_penalty(
@@ -367,6 +471,8 @@ def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
+    from omegaconf import OmegaConf
+
     from wm_planning.config import compose
 
     cfg = compose("goal", argv)
@@ -413,6 +519,8 @@ def main(argv: list[str]) -> int:
                 joint_support = proprio_support(datasets, columns=n_joints)
         elif weight:
             raise ValueError("support_weight needs training data with proprioception")
+    if cfg.get("record") and (Path(str(cfg.record)) / "meta.json").exists():
+        raise FileExistsError(f"record={cfg.record} already holds a dataset: pick a new directory")
     workers = int(cfg.workers)
     if workers < 1:
         raise ValueError(f"workers={workers}: need at least one process")
@@ -424,8 +532,6 @@ def main(argv: list[str]) -> int:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        from omegaconf import OmegaConf
-
         # Episode i goes to worker i mod N: each worker gets a spread of seeds, so one slow
         # stretch of seeds does not sit in one process. Spawn: no forked torch/EGL state.
         chunks = [episodes[w::workers] for w in range(workers) if episodes[w::workers]]
@@ -436,6 +542,17 @@ def main(argv: list[str]) -> int:
                 pool.map(_worker, [container] * n, chunks, [support] * n, [joint_support] * n)
             )
         results = sorted((r for part in parts for r in part), key=lambda r: int(r["seed"]))
+    records = [r.pop("_record") for r in results if "_record" in r]
+    if records:
+        from wm_planning.data import DatasetWriter
+
+        writer = DatasetWriter(
+            Path(str(cfg.record)), str(cfg.env), records[0][1],
+            config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+        )  # fmt: skip
+        for episode, _ in records:
+            writer.add(episode)
+        print(f"recorded {len(records)} episodes in {cfg.record}")
     from wm_planning.eval.stats import wilson
 
     ok = sum(r["success"] for r in results)
@@ -462,6 +579,16 @@ def main(argv: list[str]) -> int:
     }
     if joint_support is not None:
         summary["joint_support_radius"] = joint_support.radius
+    if int(cfg.get("audit", 0) or 0):
+        summary["audit"] = audit_summary(results, (0, 20, 40, 80))
+        for row in summary["audit"]:
+            first, last = row["steps"]
+            print(
+                f"  audit, plans at steps [{first}, {last if last is not None else 'end'}): "
+                f"{row['plans']} plans, Spearman median {row['spearman_median']:.2f}, regret "
+                f"median {row['regret_median']:.2f} mean {row['regret_mean']:.2f}, model's pick "
+                f"the true best {100 * row['picked_best']:.0f} %"
+            )
     if support is not None:  # episodes whose arm left the training data's proprioception
         left = [r for r in results if r["left_support_step"] is not None]
         summary["support"] = {
