@@ -56,6 +56,29 @@ def test_buffer_windows_stay_inside_episodes() -> None:
     assert buf.num_steps <= 1000  # oldest episodes evicted
 
 
+def test_resume_counts_episodes_recorded_after_the_checkpoint(tmp_path: Path) -> None:
+    """A run stopped between checkpoints has recorded episodes its checkpoint does not count.
+    They stay in the replay buffer, so the resumed run counts them as collected env steps
+    (its step axis is the data's), keeps their episodes.csv rows, and does not collect them
+    again."""
+    out = tmp_path / "run"
+    assert cli(["train", *FAST, "steps=100", f"out={out}", "checkpoint_every=100"]) == 0
+    shutil.copy(out / "checkpoint.pt", tmp_path / "at100.pt")
+    assert cli(["train", *FAST, "steps=200", f"out={out}", "resume=true"]) == 0
+    # as if stopped after recording the episode to 200, before its checkpoint was written
+    shutil.copy(tmp_path / "at100.pt", out / "checkpoint.pt")
+    assert cli(["train", *FAST, "steps=300", f"out={out}", "resume=true"]) == 0
+    ck = load_checkpoint(out / "checkpoint.pt")
+    assert ck.step == 300
+    assert ck.updates == 5 + 100  # the updates between 100 and 200 were lost with the process
+    recorded = sum(
+        json.loads((p / "meta.json").read_text())["num_steps"] for p in out.glob("episodes_*")
+    )
+    assert recorded == 300  # three episodes, not four: the one to 200 was kept, not redone
+    rows = (out / "episodes.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[:2] for r in rows] == [["0", "100"], ["1", "200"], ["2", "300"]]
+
+
 def test_online_train_resume_and_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert cli(["train", *FAST, "steps=200", f"out={out}", "checkpoint_every=100"]) == 0

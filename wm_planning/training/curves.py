@@ -11,7 +11,8 @@ import numpy as np
 
 
 def read_episodes(run_dir: str | Path) -> dict[str, np.ndarray]:
-    """Columns of ``<run_dir>/episodes.csv`` as float arrays (a clear error if it is missing)."""
+    """Columns of ``<run_dir>/episodes.csv`` as float arrays (a clear error if it is missing);
+    empty cells (a column only some rows have, such as ``counted_step``) are ``nan``."""
     path = Path(run_dir) / "episodes.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (is {run_dir} a `wm-plan train` run directory?)")
@@ -19,7 +20,7 @@ def read_episodes(run_dir: str | Path) -> dict[str, np.ndarray]:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path} has no episodes yet")
-    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+    return {k: np.array([float(r[k] or "nan") for r in rows]) for k in rows[0]}
 
 
 def moving_average(values: np.ndarray, window: int) -> np.ndarray:

@@ -214,7 +214,8 @@ class Trainer:
         self.episode_log = CSVLog(self.out / "episodes.csv", self.tb, "episode", x="step")
         if cfg.resume:  # rows logged after the checkpoint would be logged twice
             self.train_log.drop_after(self.updates)
-            self.episode_log.drop_after(self.step)
+            if cfg.data is not None:  # online runs first count the data they recorded
+                self.episode_log.drop_after(self.step)
         self._metrics: dict[str, list[float]] = {}
         self._t0 = time.perf_counter()
 
@@ -231,6 +232,17 @@ class Trainer:
         if "torch" in ck.rng:
             torch.set_rng_state(ck.rng["torch"])
         self.step, self.updates = ck.step, ck.updates
+
+    def count_recorded(self, recorded: int) -> int:
+        """Resuming online: ``recorded`` env steps are in the run's episode parts. A run stopped
+        between checkpoints recorded episodes after its last one; they stay in the replay
+        buffer, so they count as collected: the step counter becomes the data's (the updates
+        made after the checkpoint are lost, and ``updates`` says so) and their ``episodes.csv``
+        rows stay. Returns the env steps added to the checkpoint's count."""
+        extra = max(0, int(recorded) - self.step)
+        self.step += extra
+        self.episode_log.drop_after(self.step)
+        return extra
 
     def close(self) -> None:
         if self.tb is not None:
@@ -332,10 +344,22 @@ def train_online(cfg: TrainConfig, config_dict: dict[str, Any]) -> Trainer:
         # Online episodes are written in the dataset format; each (re)start appends a new part
         # (DatasetWriter creates datasets, it does not append) and resuming reloads all parts.
         parts = sorted(p for p in trainer.out.glob("episodes_*") if (p / "meta.json").is_file())
+        recorded_episodes = 0
         if cfg.resume:
+            recorded = 0
             for part in parts:
                 for ep in Dataset(part):
                     buffer.add(ep)
+                    recorded += len(ep)
+                    recorded_episodes += 1
+            extra = trainer.count_recorded(recorded)
+            if extra:
+                print(
+                    f"resume: {extra} env steps were recorded after the checkpoint; they stay in "
+                    f"the replay buffer and count as collected (now {trainer.step} steps, "
+                    f"{trainer.updates} updates)",
+                    flush=True,
+                )
         else:
             parts = []
         writer = DatasetWriter(
@@ -390,7 +414,8 @@ def train_online(cfg: TrainConfig, config_dict: dict[str, Any]) -> Trainer:
                     trainer.update(trainer.sample(buffer))
                     debt -= 1
 
-        episode, last_saved = buffer.num_episodes, trainer.step
+        # episodes recorded so far (the buffer may have evicted some at its capacity)
+        episode, last_saved = recorded_episodes, trainer.step
         while trainer.step < cfg.steps:
             acting = planned_act if trainer.step >= seed_steps else random_act
             agent.reset()
@@ -410,7 +435,8 @@ def train_online(cfg: TrainConfig, config_dict: dict[str, Any]) -> Trainer:
             )  # fmt: skip
             bar.set_postfix(ret=f"{stats.ret:.1f}", ok=int(stats.success))
             episode += 1
-            # checkpoints at episode ends, so a resumed run's buffer matches its step count
+            # checkpoints at episode ends; a resume counts the episodes recorded after the last
+            # one (count_recorded), so the step axis is always the data's
             if trainer.step // cfg.checkpoint_every > last_saved // cfg.checkpoint_every:
                 trainer.save()
                 last_saved = trainer.step
