@@ -77,6 +77,28 @@ def test_resume_counts_episodes_recorded_after_the_checkpoint(tmp_path: Path) ->
     assert recorded == 300  # three episodes, not four: the one to 200 was kept, not redone
     rows = (out / "episodes.csv").read_text().splitlines()[1:]
     assert [r.split(",")[:2] for r in rows] == [["0", "100"], ["1", "200"], ["2", "300"]]
+    # a run resumed before the fix logged the last episode at the checkpoint's count + 100;
+    # scripts/recount_steps.py maps each row to its recorded episode and repairs the axis
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "recount_steps", Path(__file__).parents[1] / "scripts" / "recount_steps.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    recount = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recount)
+    csv_path = out / "episodes.csv"
+    text = csv_path.read_text()
+    csv_path.write_text(text.replace("\n2,300,", "\n2,200,"))  # undercounted, as before
+    assert recount.main([str(out), "--write"]) == 0
+    fixed = csv_path.read_text().splitlines()
+    assert fixed[0].endswith(",counted_step")
+    assert [r.split(",")[1] for r in fixed[1:]] == ["100", "200", "300"]
+    assert fixed[3].split(",")[-1] == "200"  # the old value is kept beside the repaired one
+    assert (out / "episodes.csv.orig").read_text() == text.replace("\n2,300,", "\n2,200,")
+    csv_path.write_text(text.replace("\n2,300,", "\n5,300,"))  # a row with no recorded episode
+    assert recount.main([str(out)]) == 1
 
 
 def test_online_train_resume_and_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
