@@ -11,7 +11,10 @@ of them (checked here: its seed is ``seed · 1000003 + i``, as ``train_online`` 
     python scripts/recount_steps.py runs/reacher-easy-tdmpc2_1m --write    # rewrite the CSV
 
 ``--write`` keeps the old file as ``episodes.csv.orig`` and adds a column ``counted_step`` with
-the old value. Run it while the run is stopped.
+the old value. The old resume also dropped the rows of the episodes it kept; ``--write`` restores
+them from the parts' ``meta.json`` (episode, step, return, success, length and whether it was a
+random seed episode; the columns only the run knew, such as ``plan_ms``, stay empty) and marks
+them ``restored = 1``. Run it while the run is stopped.
 """
 
 from __future__ import annotations
@@ -22,19 +25,23 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 
-def recorded_steps(run: Path) -> tuple[list[int], list[int]]:
-    """Cumulative env steps after each recorded episode, and each episode's seed, in load order."""
-    total, cum, seeds = 0, [], []
+def recorded(run: Path) -> tuple[list[int], list[dict[str, Any]], int]:
+    """Cumulative env steps after each recorded episode and its ``meta.json`` entry, in load
+    order, and the env's episode length."""
+    total, cum, entries, length = 0, [], [], 0
     for part in sorted(p for p in run.glob("episodes_*") if (p / "meta.json").is_file()):
-        for e in json.loads((part / "meta.json").read_text())["episodes"]:
+        meta = json.loads((part / "meta.json").read_text())
+        length = int(meta["spec"]["episode_length"])
+        for e in meta["episodes"]:
             total += int(e["length"])
             cum.append(total)
-            seeds.append(int(e["seed"]))
-    return cum, seeds
+            entries.append(e)
+    return cum, entries, length
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,8 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="rewrite episodes.csv (keeps .orig)")
     args = ap.parse_args(argv)
     run: Path = args.run
-    seed = int(yaml.safe_load((run / "config.yaml").read_text()).get("seed", 0))
-    cum, seeds = recorded_steps(run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    seed = int(config.get("seed", 0))
+    cum, entries, length = recorded(run)
+    seeds = [int(e["seed"]) for e in entries]
+    # as train_online: random actions until seed_steps (default: 5 episodes, at least 1,000)
+    seed_steps = config.get("seed_steps")
+    seed_steps = max(1000, 5 * length) if seed_steps is None else int(seed_steps)
     with (run / "episodes.csv").open(newline="") as f:
         reader = csv.DictReader(f)
         fields = list(reader.fieldnames or [])
@@ -62,16 +74,33 @@ def main(argv: list[str] | None = None) -> int:
         if true != counted:
             off += 1
         r["counted_step"], r["step"] = r.get("counted_step") or str(counted), str(true)
+    have = {int(r["episode"]) for r in rows}
+    missing = [i for i in range(len(cum)) if i not in have and seeds[i] == seed * 1_000_003 + i]
+    for i in missing:
+        e = entries[i]
+        rows.append({
+            "episode": str(i), "step": str(cum[i]), "return": str(e["return"]),
+            "success": str(int(bool(e["success"]))), "length": str(e["length"]),
+            "random": str(int(cum[i] - int(e["length"]) < seed_steps)), "restored": "1",
+        })  # fmt: skip
+    rows.sort(key=lambda r: int(r["episode"]))
     last = rows[-1] if rows else None
     print(
         f"{run}: {len(rows)} rows, {len(cum)} recorded episodes ({cum[-1] if cum else 0} env "
         f"steps); {off} rows undercounted"
-        + (f", the last by {int(last['step']) - int(last['counted_step'])}" if last else "")
+        + (
+            f", the last by {int(last['step']) - int(last['counted_step'] or last['step'])}"
+            if last
+            else ""
+        )
+        + f"; {len(missing)} recorded episodes had no row"
     )
-    if args.write and off:
-        shutil.copy(run / "episodes.csv", run / "episodes.csv.orig")
-        if "counted_step" not in fields:
-            fields.append("counted_step")
+    if args.write and (off or missing):
+        if not (run / "episodes.csv.orig").exists():
+            shutil.copy(run / "episodes.csv", run / "episodes.csv.orig")
+        for extra in ("counted_step", "restored"):
+            if extra not in fields:
+                fields.append(extra)
         with (run / "episodes.csv").open("w", newline="") as f:
             w = csv.DictWriter(f, fields)
             w.writeheader()

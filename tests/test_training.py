@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -92,11 +93,21 @@ def test_resume_counts_episodes_recorded_after_the_checkpoint(tmp_path: Path) ->
     text = csv_path.read_text()
     csv_path.write_text(text.replace("\n2,300,", "\n2,200,"))  # undercounted, as before
     assert recount.main([str(out), "--write"]) == 0
-    fixed = csv_path.read_text().splitlines()
-    assert fixed[0].endswith(",counted_step")
-    assert [r.split(",")[1] for r in fixed[1:]] == ["100", "200", "300"]
-    assert fixed[3].split(",")[-1] == "200"  # the old value is kept beside the repaired one
+    fixed = list(csv.DictReader(csv_path.open()))
+    assert [r["step"] for r in fixed] == ["100", "200", "300"]
+    assert fixed[2]["counted_step"] == "200"  # the old value is kept beside the repaired one
     assert (out / "episodes.csv.orig").read_text() == text.replace("\n2,300,", "\n2,200,")
+    # the old resume also dropped the rows of episodes it kept: restored from the recordings
+    parts = sorted(out.glob("episodes_*"))
+    meta = [e for p in parts for e in json.loads((p / "meta.json").read_text())["episodes"]]
+    csv_path.write_text("".join(ln for ln in text.splitlines(True) if not ln.startswith("1,")))
+    assert recount.main([str(out), "--write"]) == 0
+    back = list(csv.DictReader(csv_path.open()))
+    assert [(r["episode"], r["step"], r["restored"]) for r in back] == [
+        ("0", "100", ""), ("1", "200", "1"), ("2", "300", "")
+    ]  # fmt: skip
+    assert float(back[1]["return"]) == pytest.approx(meta[1]["return"])
+    assert back[1]["random"] == "0"  # planned: it started after the 100 seed steps
     csv_path.write_text(text.replace("\n2,300,", "\n5,300,"))  # a row with no recorded episode
     assert recount.main([str(out)]) == 1
 
