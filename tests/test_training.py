@@ -57,7 +57,9 @@ def test_buffer_windows_stay_inside_episodes() -> None:
     assert buf.num_steps <= 1000  # oldest episodes evicted
 
 
-def test_resume_counts_episodes_recorded_after_the_checkpoint(tmp_path: Path) -> None:
+def test_resume_counts_episodes_recorded_after_the_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A run stopped between checkpoints has recorded episodes its checkpoint does not count.
     They stay in the replay buffer, so the resumed run counts them as collected env steps
     (its step axis is the data's), keeps their episodes.csv rows, and does not collect them
@@ -110,6 +112,19 @@ def test_resume_counts_episodes_recorded_after_the_checkpoint(tmp_path: Path) ->
     assert back[1]["random"] == "0"  # planned: it started after the 100 seed steps
     csv_path.write_text(text.replace("\n2,300,", "\n5,300,"))  # a row with no recorded episode
     assert recount.main([str(out)]) == 1
+    # scripts/reward_prediction.py: the checkpoint's one-step rewards on its own last episodes
+    spec = importlib.util.spec_from_file_location(
+        "reward_prediction", Path(__file__).parents[1] / "scripts" / "reward_prediction.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    capsys.readouterr()
+    assert check.main([str(out), "--episodes", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "40 steps of 2 episodes" in printed  # every 5th of 2 × 100 steps
+    assert "correlation" in printed
 
 
 def test_online_train_resume_and_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
