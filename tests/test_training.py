@@ -6,6 +6,7 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -57,6 +58,19 @@ def test_buffer_windows_stay_inside_episodes() -> None:
     assert buf.num_steps <= 1000  # oldest episodes evicted
 
 
+def _script(name: str) -> Any:
+    """``scripts/<name>.py`` as a module (the scripts are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_resume_counts_episodes_recorded_after_the_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -82,20 +96,12 @@ def test_resume_counts_episodes_recorded_after_the_checkpoint(
     assert [r.split(",")[:2] for r in rows] == [["0", "100"], ["1", "200"], ["2", "300"]]
     # a run resumed before the fix logged the last episode at the checkpoint's count + 100;
     # scripts/recount_steps.py maps each row to its recorded episode and repairs the axis
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "recount_steps", Path(__file__).parents[1] / "scripts" / "recount_steps.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    recount = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recount)
+    recount = _script("recount_steps")
     csv_path = out / "episodes.csv"
     text = csv_path.read_text()
     csv_path.write_text(text.replace("\n2,300,", "\n2,200,"))  # undercounted, as before
     assert recount.main([str(out), "--write"]) == 0
-    fixed = list(csv.DictReader(csv_path.open()))
+    fixed = list(csv.DictReader(csv_path.read_text().splitlines()))
     assert [r["step"] for r in fixed] == ["100", "200", "300"]
     assert fixed[2]["counted_step"] == "200"  # the old value is kept beside the repaired one
     assert (out / "episodes.csv.orig").read_text() == text.replace("\n2,300,", "\n2,200,")
@@ -104,7 +110,7 @@ def test_resume_counts_episodes_recorded_after_the_checkpoint(
     meta = [e for p in parts for e in json.loads((p / "meta.json").read_text())["episodes"]]
     csv_path.write_text("".join(ln for ln in text.splitlines(True) if not ln.startswith("1,")))
     assert recount.main([str(out), "--write"]) == 0
-    back = list(csv.DictReader(csv_path.open()))
+    back = list(csv.DictReader(csv_path.read_text().splitlines()))
     assert [(r["episode"], r["step"], r["restored"]) for r in back] == [
         ("0", "100", ""), ("1", "200", "1"), ("2", "300", "")
     ]  # fmt: skip
@@ -113,13 +119,7 @@ def test_resume_counts_episodes_recorded_after_the_checkpoint(
     csv_path.write_text(text.replace("\n2,300,", "\n5,300,"))  # a row with no recorded episode
     assert recount.main([str(out)]) == 1
     # scripts/reward_prediction.py: the checkpoint's one-step rewards on its own last episodes
-    spec = importlib.util.spec_from_file_location(
-        "reward_prediction", Path(__file__).parents[1] / "scripts" / "reward_prediction.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(check)
+    check = _script("reward_prediction")
     capsys.readouterr()
     assert check.main([str(out), "--episodes", "2"]) == 0
     printed = capsys.readouterr().out
