@@ -121,10 +121,11 @@ def test_resume_counts_episodes_recorded_after_the_checkpoint(
     # scripts/reward_prediction.py: the checkpoint's one-step rewards on its own last episodes
     check = _script("reward_prediction")
     capsys.readouterr()
-    assert check.main([str(out), "--episodes", "2"]) == 0
+    assert check.main([str(out), "--episodes", "2", "--every", "5"]) == 0
     printed = capsys.readouterr().out
     assert "40 steps of 2 episodes" in printed  # every 5th of 2 × 100 steps
     assert "correlation" in printed
+    assert "true cost in [" in printed  # the error by distance to the goal
 
 
 def test_online_train_resume_and_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
