@@ -712,6 +712,19 @@ def test_shipped_goal_reach_checkpoint(tmp_path: Path) -> None:
     assert ep["distance"] < 0.5 * ep["start_distance"], ep["distance_trace"]
 
 
+def _tiny_dino_for(env: Any) -> DinoWM:
+    """An untrained tiny DINO-WM (seed 0) on ``env``'s 32×32 pixels and proprioception."""
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        {"pixels": (32, 32, 3), "proprio": env.spec.obs_shapes["proprio"]},
+        action_dim=env.spec.action_dim,
+        episode_length=50,
+    )
+    model = make_model("dino_wm", spec, **TINY_DINO).eval()
+    assert isinstance(model, DinoWM)
+    return model
+
+
 def test_audit_of_a_perfect_model_ranks_like_the_simulator() -> None:
     """``wm-plan goal audit=K``: the candidates are spread over the model's ranking with its
     pick first, and a model that predicts exactly (the simulator itself) ranks them as the
@@ -727,13 +740,7 @@ def test_audit_of_a_perfect_model_ranks_like_the_simulator() -> None:
 
     env = envs.make("planar-goal_reach", pixels=True, image_size=(32, 32))
     obs = env.reset(seed=5)
-    torch.manual_seed(0)
-    spec = ModelSpec(
-        {"pixels": (32, 32, 3), "proprio": env.spec.obs_shapes["proprio"]},
-        action_dim=env.spec.action_dim,
-        episode_length=50,
-    )
-    model = make_model("dino_wm", spec, **TINY_DINO).eval()
+    model = _tiny_dino_for(env)
     exact = RenderedDynamics(model, env)
     g = env.goal_observation((32, 32))
     cost = goal_cost(model, g["pixels"], g["proprio"], proprio_weight=1.0)
@@ -767,14 +774,7 @@ def test_rendered_dynamics_predicts_what_the_simulator_then_shows() -> None:
 
     env = envs.make("planar-goal_reach", pixels=True, image_size=(32, 32))
     env.reset(seed=3)
-    torch.manual_seed(0)
-    spec = ModelSpec(
-        {"pixels": (32, 32, 3), "proprio": env.spec.obs_shapes["proprio"]},
-        action_dim=env.spec.action_dim,
-        episode_length=50,
-    )
-    model = make_model("dino_wm", spec, **TINY_DINO).eval()
-    assert isinstance(model, DinoWM)
+    model = _tiny_dino_for(env)
     oracle = RenderedDynamics(model, env)
     state = oracle.encode({})
     a_dim = env.spec.action_dim

@@ -367,10 +367,9 @@ def _audit(
     simulator with the goal cost alone (no support penalty): how well the model ranked them."""
     from wm_planning.commands.probe import rank_metrics
 
-    actions = torch.cat([a for a, _ in seen])
-    finite = torch.cat([c for _, c in seen]).isfinite()
-    actions, planned = actions[finite], torch.cat([c for _, c in seen])[finite]
-    cand = actions[audit_candidates(planned, k)]  # inside the planning box already
+    actions, planned = torch.cat([a for a, _ in seen]), torch.cat([c for _, c in seen])
+    finite = planned.isfinite()
+    cand = actions[finite][audit_candidates(planned[finite], k)]  # inside the planning box
     with torch.no_grad():
         model_cost = cost(model.rollout(state, cand)).double().numpy()
         true_cost = cost(auditor.rollout(auditor.encode({}), cand)).double().numpy()
@@ -384,19 +383,13 @@ def _audit(
 def audit_summary(results: list[dict[str, Any]], edges: tuple[int, ...]) -> list[dict[str, Any]]:
     """Per-plan audit metrics pooled by the env step of the plan, in bins ``[e_i, e_i+1)``."""
     plans = [a for r in results for a in r.get("audit", [])]
+    from wm_planning.commands.probe import pool_rank_metrics
+
     rows = []
     for lo, hi in zip(edges, (*edges[1:], None), strict=True):
         sel = [a for a in plans if a["step"] >= lo and (hi is None or a["step"] < hi)]
-        if not sel:
-            continue
-        rows.append({
-            "steps": [lo, hi],
-            "plans": len(sel),
-            "spearman_median": float(np.nanmedian([a["spearman"] for a in sel])),
-            "regret_median": float(np.median([a["regret"] for a in sel])),
-            "regret_mean": float(np.mean([a["regret"] for a in sel])),
-            "picked_best": float(np.mean([a["picked_best"] for a in sel])),
-        })  # fmt: skip
+        if sel:
+            rows.append({"steps": [lo, hi], "plans": len(sel), **pool_rank_metrics(sel)})
     return rows
 
 

@@ -174,6 +174,24 @@ def rank_metrics(model_cost: np.ndarray, true_cost: np.ndarray) -> dict[str, flo
     }
 
 
+def pool_rank_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
+    """:func:`rank_metrics` of several starts (or plans) pooled: the median Spearman (``nan``
+    where one side's costs all tie is left out), the median and mean regret, and how often the
+    best was picked."""
+    regret = [r["regret"] for r in rows]
+    return {
+        "spearman_median": float(np.nanmedian([r["spearman"] for r in rows])),
+        "regret_median": float(np.median(regret)),
+        "regret_mean": float(np.mean(regret)),
+        "picked_best": float(np.mean([r["picked_best"] for r in rows])),
+    }
+
+
+def _at_horizon(per_start: dict[str, float], m: int) -> dict[str, float]:
+    """One start's :func:`rank_metrics` over the first ``m`` blocks (keys ``name@m``)."""
+    return {k: per_start[f"{k}@{m}"] for k in ("spearman", "regret", "picked_best")}
+
+
 def first_blocks(roll: Rollout, m: int) -> Rollout:
     """The rollout's first ``m`` model steps (its per-step fields and extras cut to ``m``)."""
     cut = {f: None if v is None else v[:, :m] for f, v in
@@ -313,7 +331,6 @@ def run_probe(cfg: Any) -> dict[str, Any]:
         "wall_s": time.perf_counter() - t0,
     }
     if rank:
-        arr = {m: np.array([r[m] for r in ranks]) for m in ranks[0]}
         out["ranking"] = {
             "cost": cost_options,
             "per_start": ranks,
@@ -321,13 +338,7 @@ def run_probe(cfg: Any) -> dict[str, Any]:
             "model_costs": [c[0].tolist() for c in costs],
             "true_costs": [c[1].tolist() for c in costs],
             "by_horizon": [
-                {
-                    "blocks": m,
-                    "spearman_median": float(np.nanmedian(arr[f"spearman@{m}"])),
-                    "regret_median": float(np.median(arr[f"regret@{m}"])),
-                    "regret_mean": float(np.mean(arr[f"regret@{m}"])),
-                    "picked_best": float(np.mean(arr[f"picked_best@{m}"])),
-                }
+                {"blocks": m, **pool_rank_metrics([_at_horizon(r, m) for r in ranks])}
                 for m in range(1, blocks + 1)
             ],
         }
